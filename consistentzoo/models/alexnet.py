@@ -1,0 +1,124 @@
+"""AlexNet with timm's model interface, and the GC paper's AlexNet weight tags.
+
+Layer names equal torchvision's (``features.*``, ``classifier.*``), so its state dicts load unchanged. An adaptive
+average pool to 6×6 sits between ``features`` and the classifier, so the model runs at 224 px (6×6 feature map) and at
+448 px (13×13), as the GC paper's composites need. ``forward_features`` returns the ``features`` output (after the last
+max-pool): the layer both GC papers take Grad-CAM at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .zoo import build_zoo_model, entrypoint_doc, make_weights, register_zoo_entrypoints, timm_default_cfgs, zoo_names
+
+
+class AlexNet(nn.Module):
+    """AlexNet (Krizhevsky et al., 2012) as torchvision builds it, with ``forward_features``/``forward_head``.
+
+    Args:
+        num_classes: classifier outputs.
+        in_chans: input channels.
+        drop_rate: dropout before each fully connected layer (torchvision: 0.5).
+        global_pool: accepted for timm compatibility; AlexNet pools adaptively to 6×6, only ``"avg"`` is valid.
+    """
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5, global_pool: str = "avg"):
+        super().__init__()
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"AlexNet pools adaptively to 6x6 (global_pool='avg'); got global_pool={global_pool!r}")
+        self.num_classes = num_classes
+        self.num_features = self.head_hidden_size = 4096
+        self.drop_rate = drop_rate
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=drop_rate),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=drop_rate),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity(),
+        )
+        self.feature_info = [
+            dict(num_chs=64, reduction=4, module="features.1"),
+            dict(num_chs=192, reduction=8, module="features.4"),
+            dict(num_chs=384, reduction=16, module="features.7"),
+            dict(num_chs=256, reduction=16, module="features.9"),
+            dict(num_chs=256, reduction=32, module="features.12"),
+        ]
+
+    @property
+    def zoo_architecture(self) -> str:
+        """The architecture a saved config names (registered by this package, not by timm)."""
+        return "alexnet"
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[6]
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the last linear layer (``global_pool`` is accepted for timm compatibility and must be avg)."""
+        if global_pool not in (None, "avg", ""):
+            raise ValueError(f"AlexNet only pools to 6x6 by average; got global_pool={global_pool!r}")
+        self.num_classes = num_classes
+        self.classifier[6] = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``features`` output: 256×6×6 at 224 px, 256×13×13 at 448 px."""
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        x = self.classifier[:6](x)
+        return x if pre_logits else self.classifier[6](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create(name: str, pretrained: bool, **kwargs: Any) -> AlexNet:
+    return build_zoo_model(AlexNet, name, pretrained, feature_cfg=dict(flatten_sequential=True), **kwargs)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (6, 6),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "first_conv": "features.0",
+        "classifier": "classifier.6",
+        **kwargs,
+    }
+
+
+# GC (AAAI 2021) Table 1: AlexNet on ImageNet, from scratch, lambda = 25, lr 0.01; the L1 is taken at pixel resolution
+_WEIGHTS = [
+    make_weights("alexnet_ce", "in1k", num_params=61100840, papers=("gc",)),
+    make_weights("alexnet_gc", "in1k", num_params=61100840, papers=("gc",), objective_args={"lam": 25.0}),
+]
+
+# ``alexnet`` itself is the base architecture saved configs name (timm has no AlexNet, so no name is overwritten)
+ZOO_NAMES = zoo_names("alexnet")
+default_cfgs = timm_default_cfgs(ZOO_NAMES + ["alexnet"], _WEIGHTS, _cfg)
+register_zoo_entrypoints(globals(), ZOO_NAMES, _create, entrypoint_doc)
+register_zoo_entrypoints(globals(), ["alexnet"], _create, lambda _: "AlexNet, the architecture of the alexnet_* names.")

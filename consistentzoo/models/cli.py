@@ -1,0 +1,83 @@
+"""``consistentzoo list`` and ``consistentzoo info``: what the zoo holds, and one tag's card summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .factory import create_model, list_models
+from .metadata import get_weights, list_weights
+from .reported import PAPERS
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("list", help="list zoo models (or weight tags)", description=list_models.__doc__)
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'resnet50_*' (default: all)")
+    p.add_argument("--tags", action="store_true", help="list weight tags (name.tag) instead of model names")
+    p.add_argument("--pretrained", action="store_true", help="only entries whose weights are published")
+    p.set_defaults(func=run_list)
+
+    p = subparsers.add_parser(
+        "info",
+        help="summary card of a model or weight tag",
+        description="Print a tag's metadata: training objective, dataset, papers and their reported numbers, "
+        "where the weights are, and the recipe command that trains them.",
+    )
+    p.add_argument("name", help="zoo name or tag, e.g. resnet50_cgc or resnet50_cgc.in1k")
+    p.add_argument("--build", action="store_true", help="also build the model and run a forward pass")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    p.set_defaults(func=run_info)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern, pretrained=args.pretrained, include_tags=args.tags or args.pretrained)
+    print("\n".join(names) if names else f"no zoo entry matches {args.pattern!r}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    name = args.name
+    if "." not in name:
+        tags = list_weights(name)
+        create_model(name)  # validates the name (close matches on a typo)
+        print(f"{name}: {len(tags)} weight tag(s): {', '.join(t.name for t in tags) or 'none (architecture only)'}")
+        if not tags:
+            return 0
+        name = tags[0].name
+    rec = get_weights(name)
+    if args.json:
+        print(json.dumps(rec.as_dict(), indent=2, default=str))
+        return 0
+    where = f"{rec.hub.repo_id}@{rec.hub.revision}" if rec.hub else (rec.local_dir or "not published yet")
+    args_text = ", ".join(f"{k}={v}" for k, v in rec.objective_args.items()) or "-"
+    lines = [
+        f"{rec.name}",
+        f"  architecture  {rec.architecture} {rec.model_args or ''}".rstrip(),
+        f"  objective     {rec.objective} ({args_text})",
+        f"  dataset       {rec.dataset}, {rec.num_classes} classes, input {rec.input_size}",
+        f"  parameters    {rec.num_params:,}",
+        f"  weights       {where}",
+        f"  recipe        {rec.recipe_command}",
+        f"  licence       {rec.license}",
+        "  papers        " + "; ".join(f"{PAPERS[p].title} ({PAPERS[p].venue} {PAPERS[p].year})" for p in rec.papers),
+    ]
+    if rec.reported:
+        lines.append("  reported      paper  table     metric            value  note")
+        row = "                {0.paper:6} {0.table:9} {0.metric:16} {0.value:7g}  {1}"
+        lines += [row.format(r, r.note[:60]) for r in rec.reported]
+    measured = ", ".join(f"{k} {v:g}" for k, v in rec.measured.items()) or "none yet"
+    lines.append(f"  measured      {measured}")
+    print("\n".join(lines))
+    if args.build:
+        import torch
+
+        model = create_model(rec.name).eval()
+        x = torch.randn(1, *rec.input_size)
+        with torch.no_grad():
+            feats = model.forward_features(x)
+            out = model.forward_head(feats)
+        print(
+            f"  built         {type(model).__name__}: input {tuple(x.shape)} -> features {tuple(feats.shape)} "
+            f"-> logits {tuple(out.shape)} (random weights)"
+        )
+    return 0

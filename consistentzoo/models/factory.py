@@ -1,0 +1,96 @@
+"""``create_model`` and ``list_models``: timm's semantics, zoo names, and weights from a folder."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import timm
+from torch import nn
+
+from .errors import CheckpointMismatchError, UnknownModelError
+from .metadata import list_weights
+from .weights import WEIGHTS_NAME, load_into, load_state_dict, read_config
+from .zoo import split_zoo_name
+
+
+def zoo_model_names() -> list[str]:
+    """Every registered zoo name (``{arch}[_gmp]_{objective}``)."""
+    from . import alexnet, resnet
+
+    return resnet.ZOO_NAMES + alexnet.ZOO_NAMES
+
+
+def list_models(filter: str = "*", pretrained: bool = False, include_tags: bool | None = None) -> list[str]:
+    """Zoo model names matching a wildcard pattern, as ``timm.list_models`` does for timm's.
+
+    Args:
+        filter: fnmatch pattern, e.g. ``"resnet50_*"``.
+        pretrained: only names whose weights are published (in the repository or on the Hub).
+        include_tags: list ``name.tag`` entries (default: same as ``pretrained``). Tags whose weights are not yet
+            published are listed only when ``pretrained`` is False.
+
+    Returns:
+        Sorted names.
+    """
+    include_tags = pretrained if include_tags is None else include_tags
+    if include_tags:
+        names = [w.name for w in list_weights() if w.published or not pretrained]
+    else:
+        published = {w.zoo_name for w in list_weights() if w.published}
+        names = [n for n in zoo_model_names() if n in published or not pretrained]
+    return sorted(n for n in names if fnmatch.fnmatch(n, filter))
+
+
+def _check_name(name: str) -> None:
+    base, _, tag = name.partition(".")
+    zoo = zoo_model_names()
+    if base in zoo:
+        tags = [w.name for w in list_weights(base)]
+        if tag and name not in tags:
+            raise UnknownModelError(name, tags or [w.name for w in list_weights()], kind="weight tag")
+    elif not timm.is_model(base):
+        raise UnknownModelError(name, zoo + timm.list_models(), kind="model")
+
+
+def create_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any) -> nn.Module:
+    """Build a zoo model (or any timm model), optionally with weights.
+
+    Args:
+        name: zoo name with optional tag (``resnet50_cgc``, ``resnet50_cgc.in1k``), or any timm name.
+        pretrained: ``True`` loads the tag's weights (repository, ``$CONSISTENTZOO_WEIGHTS`` or the Hub; sha256
+            verified); a folder path loads ``config.json`` + ``model.safetensors`` written by a recipe or
+            ``save_pretrained``.
+        **kwargs: timm model arguments (``num_classes``, ``global_pool``, ...). With weights, ``reset_head=True``
+            keeps a fresh classifier when ``num_classes`` differs from the weights'.
+
+    Raises:
+        UnknownModelError: the name or tag is not registered (the message lists close matches).
+        WeightsUnavailableError: weights not published, or the Hub cannot be reached.
+        CheckpointMismatchError: the weights do not fit the requested model.
+    """
+    _check_name(name)
+    if isinstance(pretrained, (str, Path)):
+        return _from_folder(name, Path(pretrained), **kwargs)
+    if name.partition(".")[0] not in zoo_model_names():
+        kwargs.pop("reset_head", None)
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def _from_folder(name: str, folder: Path, reset_head: bool = False, **kwargs: Any) -> nn.Module:
+    """Build ``name`` with the architecture arguments saved in ``folder`` and load its weights."""
+    cfg = read_config(folder)
+    base = name.partition(".")[0]
+    saved_arch = cfg["architecture"]
+    arch = split_zoo_name(base)[0] if base in zoo_model_names() else base
+    if saved_arch.split("_")[0] != arch:
+        raise CheckpointMismatchError(f"{folder} holds a {saved_arch} model; {name} is a {arch}")
+    for key, value in cfg.get("model_args", {}).items():
+        if key != "num_classes":
+            kwargs.setdefault(key, value)
+    kwargs.setdefault("num_classes", cfg["num_classes"])
+    model = create_model(name, pretrained=False, **kwargs)
+    state = load_state_dict(folder / WEIGHTS_NAME)
+    load_into(model, state, source=str(folder), reset_head=reset_head)
+    return model

@@ -1,0 +1,148 @@
+"""Zoo ResNets: timm's ResNet-18/50 with average or max global pooling, and the weight tags of the four papers.
+
+The network is timm's (state dicts equal torchvision's); :class:`ZooResNet` only keeps the pooling on
+``reset_classifier`` (timm resets it to average, which would silently turn a GMP model into a GAP one) and offers the
+CIFAR stem the guided-gradient paper trains with. Configs written by ``save_pretrained`` name the stock architecture
+(``resnet18`` + ``model_args.global_pool``), so stock timm rebuilds the ImageNet-stem models without this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from torch import nn
+
+from .zoo import build_zoo_model, entrypoint_doc, make_weights, register_zoo_entrypoints, timm_default_cfgs, zoo_names
+
+_BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
+
+
+class ZooResNet(ResNet):
+    """timm ResNet that keeps its global pooling when the classifier is reset.
+
+    Args:
+        stem: ``"imagenet"`` (7×7/2 conv + max-pool) or ``"cifar"`` (3×3/1 conv, no max-pool, for 32 px inputs).
+        **kwargs: timm ``ResNet`` arguments (``global_pool="max"`` for GMP).
+    """
+
+    def __init__(self, *, stem: str = "imagenet", **kwargs: Any):
+        super().__init__(**kwargs)
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        self.stem = stem
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(self.conv1.in_channels, self.conv1.out_channels, 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+
+    @property
+    def zoo_architecture(self) -> str:
+        """The architecture a saved config names: stock timm's where it can rebuild the model, else the zoo name."""
+        name = self.pretrained_cfg["architecture"]
+        return name.split("_")[0] if self.stem == "imagenet" else name
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier; ``global_pool=None`` keeps the current pooling (timm would reset it to avg)."""
+        super().reset_classifier(num_classes, global_pool=global_pool or self.global_pool.pool_type)
+
+
+def _create(name: str, pretrained: bool, **kwargs: Any) -> ZooResNet:
+    arch = name.split("_")[0]
+    block, layers = _BLOCKS[arch]
+    if "_gmp_" in name:
+        kwargs.setdefault("global_pool", "max")
+    return build_zoo_model(ZooResNet, name, pretrained, block=block, layers=layers, **kwargs)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "first_conv": "conv1",
+        "classifier": "fc",
+        **kwargs,
+    }
+
+
+_GC = ("gc",)
+_CGC = ("cgc",)
+_BOTH = ("gc", "cgc")
+_FT18 = {"finetune": True, "init": "resnet18_ce.in1k"}
+_FT50 = {"finetune": True, "init": "resnet50_ce.in1k"}
+_SEMI = {"finetune": True, "init": "swav_resnet50", "label_fraction": 0.01}
+_SSIM = {"alpha": 0.1, "beta": 1e-5, "p": 1}
+_CIFAR = {"model_args": {"stem": "cifar"}, "input_size": (3, 32, 32)}
+
+# One record per weight tag the papers report. num_params is what the built model has (the schema test recounts).
+_WEIGHTS = [
+    # GC (AAAI 2021), ImageNet: from scratch, lambda = 25; GMP = global max pooling
+    make_weights("resnet18_ce", "in1k", num_params=11689512, papers=_BOTH),
+    make_weights("resnet18_gc", "in1k", num_params=11689512, papers=_BOTH, objective_args={"lam": 25.0}),
+    make_weights("resnet18_gmp_ce", "in1k", num_params=11689512, papers=_GC),
+    make_weights("resnet18_gmp_gc", "in1k", num_params=11689512, papers=_GC, objective_args={"lam": 25.0}),
+    make_weights("resnet50_ce", "in1k", num_params=25557032, papers=_BOTH),
+    make_weights("resnet50_gc", "in1k", num_params=25557032, papers=_BOTH, objective_args={"lam": 25.0}),
+    make_weights("resnet50_gmp_ce", "in1k", num_params=25557032, papers=_GC),
+    make_weights("resnet50_gmp_gc", "in1k", num_params=25557032, papers=_GC, objective_args={"lam": 25.0}),
+    # GC, MS-COCO (multi-label): 80 * BCE + 1 * L1, started from the ImageNet model of the same kind
+    make_weights("resnet18_ce", "coco", num_params=11217552, papers=_GC, objective_args=_FT18),
+    make_weights(
+        "resnet18_gc", "coco", num_params=11217552, papers=_GC,
+        objective_args={"lam": 1.0, "bce_weight": 80.0, "finetune": True, "init": "resnet18_gc.in1k"},
+    ),
+    make_weights(
+        "resnet18_gmp_ce", "coco", num_params=11217552, papers=_GC,
+        objective_args={"finetune": True, "init": "resnet18_gmp_ce.in1k"},
+    ),
+    make_weights(
+        "resnet18_gmp_gc", "coco", num_params=11217552, papers=_GC,
+        objective_args={"lam": 1.0, "bce_weight": 80.0, "finetune": True, "init": "resnet18_gmp_gc.in1k"},
+    ),
+    # CGC (CVPR 2022), ImageNet: from scratch, tau = 0.5, lambda = 1.0 (ResNet18) / 0.5 (ResNet50)
+    make_weights("resnet18_cgc", "in1k", num_params=11689512, papers=_CGC, objective_args={"lam": 1.0, "tau": 0.5}),
+    make_weights("resnet50_cgc", "in1k", num_params=25557032, papers=_CGC, objective_args={"lam": 0.5, "tau": 0.5}),
+    # CGC fine-grained: ImageNet weights, new head, all layers tuned
+    make_weights("resnet50_ce", "cub200", num_params=23917832, papers=("cgc", "ssim"), objective_args=_FT50),
+    make_weights("resnet50_cgc", "cub200", num_params=23917832, papers=_CGC, objective_args={"lam": 0.25, **_FT50}),
+    make_weights("resnet50_ce", "cars196", num_params=23909636, papers=_CGC, objective_args=_FT50),
+    make_weights("resnet50_cgc", "cars196", num_params=23909636, papers=_CGC, objective_args={"lam": 0.25, **_FT50}),
+    make_weights("resnet50_ce", "aircraft", num_params=23712932, papers=_CGC, objective_args=_FT50),
+    make_weights("resnet50_cgc", "aircraft", num_params=23712932, papers=_CGC, objective_args={"lam": 0.5, **_FT50}),
+    make_weights("resnet50_ce", "flowers102", num_params=23717030, papers=_CGC, objective_args=_FT50),
+    make_weights(
+        "resnet50_cgc", "flowers102", num_params=23717030, papers=_CGC, objective_args={"lam": 0.5, **_FT50}
+    ),
+    # CGC semi-supervised: 1 % of ImageNet labelled, the rest feeds the CGC term only; from a SwAV ResNet50
+    make_weights("resnet50_ce", "in1k_semi1pct", num_params=25557032, papers=_CGC, objective_args=_SEMI),
+    make_weights(
+        "resnet50_cgc", "in1k_semi1pct", num_params=25557032, papers=_CGC,
+        objective_args={"lam": 0.25, "tau": 0.5, **_SEMI},
+    ),
+    # SSIM + sparsity: ImageNet weights fine-tuned, alpha = 0.1, beta = 1e-5, p = 1
+    make_weights("resnet18_ce", "cub200", num_params=11279112, papers=("ssim",), objective_args=_FT18),
+    make_weights("resnet18_ssim", "cub200", num_params=11279112, papers=("ssim",), objective_args={**_SSIM, **_FT18}),
+    make_weights("resnet50_ssim", "cub200", num_params=23917832, papers=("ssim",), objective_args={**_SSIM, **_FT50}),
+    make_weights("resnet18_ce", "caltech101", num_params=11228325, papers=("ssim",), objective_args=_FT18),
+    make_weights(
+        "resnet18_ssim", "caltech101", num_params=11228325, papers=("ssim",), objective_args={**_SSIM, **_FT18}
+    ),
+    make_weights("resnet50_ce", "caltech101", num_params=23714981, papers=("ssim",), objective_args=_FT50),
+    make_weights(
+        "resnet50_ssim", "caltech101", num_params=23714981, papers=("ssim",), objective_args={**_SSIM, **_FT50}
+    ),
+    # Guided gradients (VISAPP 2024): CIFAR-100 from scratch, CIFAR stem, lambda = 7.5e-3 with cosine error
+    make_weights("resnet18_ce", "cifar100", num_params=11220132, papers=("guided",), **_CIFAR),
+    make_weights(
+        "resnet18_guided", "cifar100", num_params=11220132, papers=("guided",),
+        objective_args={"lam": 7.5e-3, "error": "cosine"}, **_CIFAR,
+    ),
+]  # fmt: skip
+
+ZOO_NAMES = zoo_names("resnet18") + zoo_names("resnet50")
+
+
+default_cfgs = timm_default_cfgs(ZOO_NAMES, _WEIGHTS, _cfg)
+register_zoo_entrypoints(globals(), ZOO_NAMES, _create, entrypoint_doc)

@@ -1,0 +1,1 @@
+"""saliency (see DESIGN.md)."""
