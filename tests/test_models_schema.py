@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import consistentzoo
+from consistentzoo import data
 from consistentzoo.models import ZooWeights, list_weights
 from consistentzoo.models.metadata import ARCHITECTURES, OBJECTIVES, REPO_ROOT
 from consistentzoo.models.reported import PAPERS, REPORTED
@@ -34,6 +35,8 @@ def schema_problems(rec: ZooWeights) -> list[str]:
     problems += [f"number from paper {r.paper!r} not in papers" for r in rec.reported if r.paper not in rec.papers]
     if rec.label_names is not None and len(rec.label_names) != rec.num_classes:
         problems.append(f"{len(rec.label_names)} label names for {rec.num_classes} classes")
+    if rec.dataset not in data.REGISTRY:
+        problems.append(f"dataset {rec.dataset!r} has no loader in consistentzoo.data")
     if rec.hub is not None and len(rec.hub.sha256) != 64:
         problems.append("hub sha256 is not a hex sha256")
     return problems

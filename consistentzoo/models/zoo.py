@@ -20,7 +20,7 @@ from .metadata import ARCHITECTURES, OBJECTIVES, ZooWeights, register_weights
 DATASET_TAGS: dict[str, tuple[str, int]] = {
     "in1k": ("imagenet-1k", 1000),
     "in1k_semi1pct": ("imagenet-1k", 1000),
-    "coco": ("coco2014", 80),
+    "coco": ("coco", 80),
     "cub200": ("cub200", 200),
     "cars196": ("stanford_cars", 196),
     "aircraft": ("fgvc_aircraft", 100),

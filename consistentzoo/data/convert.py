@@ -1,0 +1,129 @@
+"""Conversion of Hub (or parquet-exported) datasets to the common schema.
+
+Hub copies of the papers' datasets differ in column names and box conventions (see the table in
+:mod:`consistentzoo.data`); each loader calls :func:`from_columns` with its dataset's conventions.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from PIL import Image
+
+from .errors import AnnotationFormatError, UnknownDatasetError
+from .schema import LoadReport, check_label, clean_boxes, make_features
+
+if TYPE_CHECKING:
+    import datasets
+
+BoxFormat = Literal["xyxy", "xywh", "yxyx_norm", "ymin_xmin_dict"]
+BOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "yxyx_norm", "ymin_xmin_dict")
+COMMON_COLUMNS = frozenset({"id", "image", "boxes", "box_labels"})
+
+
+def _to_xyxy(box: Any, fmt: str, width: int, height: int) -> list[float]:
+    if fmt == "ymin_xmin_dict":
+        return [float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])]
+    b = [float(v) for v in box]
+    if len(b) != 4:
+        raise AnnotationFormatError(f"a box must have 4 numbers, got {box!r}")
+    if fmt == "xywh":
+        return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+    if fmt == "yxyx_norm":
+        return [b[1] * width, b[0] * height, b[3] * width, b[2] * height]
+    return b
+
+
+def from_columns(
+    ds: datasets.Dataset,
+    split: str,
+    *,
+    dataset: str,
+    image: str = "image",
+    label: str = "label",
+    names: Sequence[str] | None = None,
+    bbox: str | None = None,
+    bbox_format: str = "xyxy",
+    id_column: str | None = None,
+) -> datasets.Dataset:
+    """Convert a single-label dataset with one optional box per image to the common schema.
+
+    A dataset that already has the common columns (a parquet export of :func:`consistentzoo.data.load`) is
+    returned unchanged.
+
+    Args:
+        ds: the Hub dataset.
+        split: split name (for the report).
+        dataset: registry name (for messages).
+        image: name of the image column (``img`` on CIFAR-100).
+        label: name of the integer / ``ClassLabel`` label column.
+        names: class names; default the ``ClassLabel`` names of ``label``.
+        bbox: name of the box column, None if the dataset has no boxes.
+        bbox_format: ``xyxy`` / ``xywh`` pixels, ``yxyx_norm`` (TFDS: normalised ymin, xmin, ymax, xmax) or
+            ``ymin_xmin_dict`` (``{"ymin", "xmin", "ymax", "xmax"}`` pixels).
+        id_column: column holding an identifier; default the image file name if stored, else the row index.
+
+    Returns:
+        The converted dataset (images are not decoded or re-encoded).
+    """
+    import datasets
+
+    if COMMON_COLUMNS <= set(ds.column_names):
+        return ds
+    if bbox_format not in BOX_FORMATS:
+        raise UnknownDatasetError(bbox_format, BOX_FORMATS, kind="box format")
+    missing = [c for c in (image, label, bbox, id_column) if c is not None and c not in ds.column_names]
+    if missing:
+        raise AnnotationFormatError(
+            f"{dataset}: columns {missing} not found in the Hub dataset; it has {ds.column_names}. "
+            "Pass a source with the documented schema or a local copy in the official layout."
+        )
+    feat = ds.features[label]
+    if names is None:
+        if not isinstance(feat, datasets.ClassLabel):
+            raise AnnotationFormatError(f"{dataset}: column {label!r} is not a ClassLabel; class names are needed")
+        names = feat.names
+    names = list(names)
+    report = LoadReport(dataset, split)
+    ds = ds.cast_column(image, datasets.Image(decode=False))
+
+    def convert(img: dict[str, Any], lab: Any, box: Any = None, ident: Any = None, idx: int = 0) -> dict[str, Any]:
+        y = check_label(lab, len(names), f"{dataset} row {idx}")
+        boxes: list[list[float]] = []
+        if box is not None and (not isinstance(box, list | tuple) or len(box) > 0):
+            w, h = Image.open(io.BytesIO(img["bytes"])).size if img.get("bytes") else Image.open(img["path"]).size
+            boxes, _ = clean_boxes([_to_xyxy(box, bbox_format, w, h)], w, h, report)
+        if ident is None:
+            ident = img.get("path") or str(idx)
+        return {"id": str(ident), "label": y, "boxes": boxes, "box_labels": [y] * len(boxes)}
+
+    cols = [image, label] + ([bbox] if bbox else [])
+
+    def fn(*args: Any) -> dict[str, Any]:
+        *vals, idx = args
+        img, lab, *rest = vals
+        box = rest.pop(0) if bbox else None
+        ident = rest.pop(0) if id_column else None
+        return convert(img, lab, box, ident, idx)
+
+    feats = make_features(names)
+    out = ds.map(
+        fn,
+        input_columns=cols + ([id_column] if id_column else []),
+        with_indices=True,
+        remove_columns=[c for c in ds.column_names if c != image],
+        features=datasets.Features({**{image: datasets.Image(decode=False)}, **_without(feats, "image")}),
+        desc=f"{dataset}: to common schema",
+    )
+    if image != "image":
+        out = out.rename_column(image, "image")
+    out = out.cast(feats)
+    report.images = len(out)
+    report.emit()
+    return out
+
+
+def _without(feats: datasets.Features, key: str) -> dict[str, Any]:
+    return {k: v for k, v in feats.items() if k != key}

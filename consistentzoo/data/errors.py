@@ -1,0 +1,48 @@
+"""Exceptions and warnings of the data loaders: each names the dataset, what was asked and what exists."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .schema import LoadReport
+
+
+class UnknownDatasetError(KeyError):
+    """A dataset name (or split, or option value) that is not one of the valid choices."""
+
+    def __init__(self, name: str, choices: Iterable[str], kind: str = "dataset"):
+        choices = sorted(choices)
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        self.message = f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}."
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The Hub copy of a dataset cannot be reached and no local copy was given."""
+
+
+class MissingAnnotationError(FileNotFoundError):
+    """An annotation file (or the image folder) of a dataset's official layout is absent."""
+
+
+class AnnotationFormatError(ValueError):
+    """An annotation file that exists but does not parse as the dataset's official format."""
+
+
+class LabelOutOfRangeError(ValueError):
+    """A class id in the annotations that is not one of the dataset's classes."""
+
+
+class DataQualityWarning(UserWarning):
+    """Samples or boxes were skipped, clipped or converted while loading; ``report`` holds the counts."""
+
+    def __init__(self, message: str, report: LoadReport | None = None):
+        super().__init__(message)
+        self.report = report
