@@ -18,8 +18,8 @@ from .metadata import ARCHITECTURES, OBJECTIVES, ZooWeights, register_weights
 
 # dataset tag -> (name known to consistentzoo.data.load, number of classes)
 DATASET_TAGS: dict[str, tuple[str, int]] = {
-    "in1k": ("imagenet-1k", 1000),
-    "in1k_semi1pct": ("imagenet-1k", 1000),
+    "in1k": ("imagenet_1k", 1000),
+    "in1k_semi1pct": ("imagenet_1k", 1000),
     "coco": ("coco", 80),
     "cub200": ("cub200", 200),
     "cars196": ("stanford_cars", 196),
