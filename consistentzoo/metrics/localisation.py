@@ -1,0 +1,276 @@
+"""Localisation metrics: pointing game, stochastic pointing game, content heatmap, negative quadrants heatmap.
+
+All four follow "Explainable Models with Consistent Interpretations" (Pillai & Pirsiavash, AAAI 2021), section 4.3;
+the pointing game is Zhang et al., "Top-down Neural Attention by Excitation Backprop" (ECCV 2016) with the TorchRay
+tolerance rule. Maps are ``[B, H, W]`` at image resolution and non-negative; masks are boolean ``[B, H, W]``
+holding the union of the target class's boxes or segmentation masks (see :func:`boxes_to_mask`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._inputs import check_maps, check_masks
+from .results import PerImageResult
+
+__all__ = [
+    "boxes_to_mask",
+    "content_heatmap",
+    "negative_quadrants_heatmap",
+    "pointing_game",
+    "stochastic_pointing_game",
+]
+
+# Images handled at once: keeps the [chunk, H + 2r + 1, W + 2r] prefix-sum buffer and products in cache.
+_HIT_CHUNK = 16
+
+
+def boxes_to_mask(boxes: Tensor, height: int, width: int, clip: bool = False) -> Tensor:
+    """Union of boxes as a boolean mask.
+
+    A pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)``; it is inside when the box overlaps it, so a box
+    ``[x1, y1, x2, y2]`` covers columns ``floor(x1) .. ceil(x2) - 1`` and rows ``floor(y1) .. ceil(y2) - 1``
+    (at least one pixel each). ``[0, 0, width, height]`` covers the whole image.
+
+    Args:
+        boxes: ``[N, 4]`` boxes, xyxy in pixels; ``N = 0`` gives an empty mask.
+        height: Image height in pixels.
+        width: Image width in pixels.
+        clip: Clip boxes that stick out of the image instead of raising.
+
+    Returns:
+        Boolean mask ``[height, width]``.
+
+    Raises:
+        ValueError: For non-finite or inverted boxes, and (unless ``clip``) boxes outside ``[0, width] x [0, height]``.
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape [N, 4] (xyxy), got {tuple(boxes.shape)}")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    if not torch.isfinite(boxes).all():
+        raise ValueError("boxes contain NaN or infinite coordinates")
+    if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
+        raise ValueError("boxes must be xyxy with x2 >= x1 and y2 >= y1")
+    outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+    if outside.any() and not clip:
+        raise ValueError(
+            f"boxes {boxes[outside].tolist()} lie (partly) outside the {width}x{height} image; pass clip=True to clip"
+        )
+    lim = torch.tensor([width, height, width, height], dtype=torch.float64)
+    boxes = boxes.clamp(min=torch.zeros(4, dtype=torch.float64), max=lim)
+    for x1, y1, x2, y2 in boxes.tolist():
+        c0, r0 = min(math.floor(x1), width - 1), min(math.floor(y1), height - 1)
+        c1, r1 = max(math.ceil(x2), c0 + 1), max(math.ceil(y2), r0 + 1)
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _disk_half_widths(tolerance: float) -> list[tuple[int, int]]:
+    """``(d, w)`` pairs: integer offsets ``(d, e)`` with ``d^2 + e^2 < tolerance^2`` are exactly ``|e| <= w``."""
+    t2 = tolerance * tolerance
+    r = math.ceil(tolerance) - 1
+    out = []
+    for dy in range(-r, r + 1):
+        w = math.isqrt(max(int(t2 - dy * dy), 0))
+        while w * w + dy * dy >= t2:
+            w -= 1
+        while (w + 1) ** 2 + dy * dy < t2:
+            w += 1
+        out.append((dy, w))
+    return out
+
+
+def _hits(masks: Tensor, ys: Tensor, xs: Tensor, tolerance: float) -> Tensor:
+    """Whether each point ``(ys[b, p], xs[b, p])`` lies strictly within ``tolerance`` px of ``masks[b]``.
+
+    Distances are Euclidean between pixel centres. Each column of the disk around a point is a vertical run
+    of pixels, so one column-wise prefix sum answers "any mask pixel in this run" with two look-ups; that is
+    ``2 (2r + 1)`` gathers per point instead of the ``~pi r^2`` of a full disk. (The prefix sum runs along
+    the rows' axis, which vectorises across the contiguous columns.)
+    """
+    runs = _disk_half_widths(tolerance)
+    r = max(abs(d) for d, _ in runs)
+    b, h, w = masks.shape
+    wp = w + 2 * r
+    # flat offsets of each run's end (inclusive) and of the row before its start, relative to the point
+    off_hi = torch.tensor([x * wp + d for d, x in runs], device=masks.device)
+    off_lo = torch.tensor([(-x - 1) * wp + d for d, x in runs], device=masks.device)
+    # counts never exceed the padded height, so int16 suffices for ordinary images
+    acc = torch.int16 if h + 2 * r + 1 < 2**15 else torch.int32
+    out = torch.empty(ys.shape, dtype=torch.bool, device=masks.device)
+    # buffers reused across chunks: one extra zero row on top for the prefix sum, r zeros on every side
+    padded = torch.zeros(min(b, _HIT_CHUNK), h + 2 * r + 1, wp, dtype=torch.uint8, device=masks.device)
+    cs = torch.empty(padded.shape, dtype=acc, device=masks.device)
+    for start in range(0, b, _HIT_CHUNK):
+        sl = slice(start, start + _HIT_CHUNK)
+        k = masks[sl].shape[0]
+        padded[:k, r + 1 : r + 1 + h, r : r + w] = masks[sl]
+        torch.cumsum(padded[:k], dim=1, dtype=acc, out=cs[:k])  # [i, j] = mask pixels in padded rows 0..i, column j
+        flat = cs[:k].flatten(1)
+        base = ((ys[sl] + r + 1) * wp + xs[sl] + r).unsqueeze(-1)  # [k, P, 1] flat position of the point
+        hi, lo = (base + off_hi).flatten(1), (base + off_lo).flatten(1)
+        n = (flat.gather(1, hi) - flat.gather(1, lo)).view(*base.shape[:2], -1)
+        out[sl] = (n > 0).any(-1)
+    return out
+
+
+def _skips(maps: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Scored-image mask and the skipped indices: all-zero maps first, then empty ground-truth masks."""
+    zero_map = maps.flatten(1).amax(1) == 0
+    empty_mask = ~masks.flatten(1).any(1) & ~zero_map
+    keep = ~(zero_map | empty_mask)
+    return keep, {
+        "zero_map": zero_map.nonzero().flatten(),
+        "empty_mask": empty_mask.nonzero().flatten(),
+    }
+
+
+def _check_tolerance(tolerance: float) -> None:
+    if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be a positive number of pixels, got {tolerance!r}")
+
+
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15.0) -> PerImageResult:
+    """Pointing game: is the map's maximum within ``tolerance`` pixels of the ground truth?
+
+    ``hit_b = 1[ min_{q in M_b} ||argmax S_b - q||_2 < tolerance ]`` — strictly less, as TorchRay's
+    ``PointingGame`` (a point exactly 15 px away misses, 14 px hits; ``tolerance=1`` means on the mask).
+    The arg-max is the first maximum in row-major order. The paper's score is the mean over classes of the
+    per-class hit rates: ``pointing_game(maps, masks).class_mean(labels)`` (Zhang et al., ECCV 2016; GC, AAAI 2021).
+
+    Args:
+        maps: ``[B, H, W]`` non-negative saliency maps at image resolution, one per (image, class) pair.
+        masks: Boolean ``[B, H, W]``, the union of that class's boxes or segmentation masks.
+        tolerance: Radius in pixels (Euclidean, between pixel centres).
+
+    Returns:
+        Hits (1.0 or 0.0) per scored image. Skipped, in this order: ``"zero_map"`` (map all zero: neither
+        hit nor miss, as the authors did), ``"empty_mask"`` (no ground truth).
+
+    Raises:
+        ValueError: On an empty batch, NaN/negative maps, non-boolean or mis-sized masks, or a bad tolerance.
+    """
+    check_maps(maps)
+    check_masks(masks, maps)
+    _check_tolerance(tolerance)
+    keep, skipped = _skips(maps, masks)
+    index = keep.nonzero().flatten()
+    w = maps.shape[2]
+    arg = maps.flatten(1).argmax(1)[index]
+    ys, xs = (arg // w).unsqueeze(1), (arg % w).unsqueeze(1)
+    hits = _hits(masks if index.numel() == maps.shape[0] else masks[index], ys, xs, tolerance).squeeze(1)
+    return PerImageResult(hits.to(maps.dtype), index, maps.shape[0], skipped)
+
+
+def stochastic_pointing_game(
+    maps: Tensor,
+    masks: Tensor,
+    n_samples: int = 100,
+    tolerance: float = 15.0,
+    seed: int | torch.Generator = 0,
+) -> PerImageResult:
+    """Stochastic pointing game: hit rate of points drawn from the map normalised to a distribution.
+
+    ``SPG_b = (1/n) sum_{k=1..n} hit(p_k),  p_k ~ S_b / sum S_b`` i.i.d. (with replacement), each point a hit
+    under the pointing game's rule. The paper reports the mean over images, then mean ± std over 5 seeds:
+    ``mean_std([stochastic_pointing_game(m, g, seed=s).mean() for s in range(5)])`` (GC, AAAI 2021, sec. 4.3).
+
+    Args:
+        maps: ``[B, H, W]`` non-negative saliency maps at image resolution.
+        masks: Boolean ``[B, H, W]`` ground truth.
+        n_samples: Points drawn per image.
+        tolerance: Radius in pixels, as in :func:`pointing_game`.
+        seed: Seed (a generator on the maps' device is made from it) or a ``torch.Generator``.
+
+    Returns:
+        Hit rate in ``[0, 1]`` per scored image; skipped as in :func:`pointing_game`.
+    """
+    check_maps(maps)
+    check_masks(masks, maps)
+    _check_tolerance(tolerance)
+    if not isinstance(n_samples, int) or n_samples <= 0:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if isinstance(seed, torch.Generator):
+        gen = seed
+    else:
+        gen = torch.Generator(device=maps.device).manual_seed(int(seed))
+    keep, skipped = _skips(maps, masks)
+    index = keep.nonzero().flatten()
+    w = maps.shape[2]
+    chunks = []
+    for start in range(0, maps.shape[0], _HIT_CHUNK):
+        sl = slice(start, start + _HIT_CHUNK)
+        m, g, k = maps[sl], masks[sl], keep[sl]
+        if not k.all():
+            m, g = m[k], g[k]
+        if m.shape[0]:
+            pts = torch.multinomial(m.flatten(1), n_samples, replacement=True, generator=gen)
+            chunks.append(_hits(g, pts // w, pts % w, tolerance).to(maps.dtype).mean(1))
+    values = torch.cat(chunks) if chunks else maps.new_zeros(0)
+    return PerImageResult(values, index, maps.shape[0], skipped)
+
+
+def content_heatmap(maps: Tensor, masks: Tensor) -> PerImageResult:
+    """Content heatmap: share of the map's mass inside the ground truth.
+
+    ``CH_b = sum_{q in M_b} S_b(q) / sum_q S_b(q)`` (GC, AAAI 2021, sec. 4.3); equal to Quantus
+    ``RelevanceMassAccuracy(normalise=False, abs=False)`` on non-negative maps. Renormalising the map to
+    sum 1 first does not change it.
+
+    Args:
+        maps: ``[B, H, W]`` non-negative saliency maps at image resolution.
+        masks: Boolean ``[B, H, W]`` ground truth.
+
+    Returns:
+        Value in ``[0, 1]`` per scored image; skipped as in :func:`pointing_game`.
+    """
+    check_maps(maps)
+    check_masks(masks, maps)
+    keep, skipped = _skips(maps, masks)
+    index = keep.nonzero().flatten()
+    inside, total = [], []
+    for start in range(0, maps.shape[0], _HIT_CHUNK):  # chunks stay in cache; one big product would not
+        m = maps[start : start + _HIT_CHUNK].flatten(1)
+        inside.append((m * masks[start : start + _HIT_CHUNK].flatten(1)).sum(1))
+        total.append(m.sum(1))
+    # skipped rows (0 / 0) are dropped by the indexing, never returned
+    values = (torch.cat(inside).double() / torch.cat(total).double())[index].to(maps.dtype)
+    return PerImageResult(values, index, maps.shape[0], skipped)
+
+
+def negative_quadrants_heatmap(maps: Tensor, quadrants: Tensor) -> PerImageResult:
+    """Negative quadrants heatmap: share of a 2x2 composite's map that falls on the three distractor quadrants.
+
+    ``NQH_b = 1 - sum_{q in Q_b} S_b(q) / sum_q S_b(q)`` with ``Q_b`` the quadrant holding the real image
+    (GC, AAAI 2021, sec. 4.3); equals ``1 - `` Quantus ``Focus`` with that one quadrant positive. Lower is better.
+
+    Args:
+        maps: ``[B, H, W]`` non-negative maps of the composites, ``H`` and ``W`` even.
+        quadrants: Long ``[B]``, the real image's quadrant: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right.
+
+    Returns:
+        Value in ``[0, 1]`` per scored image; skipped: ``"zero_map"``.
+    """
+    check_maps(maps)
+    b, h, w = maps.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"composite maps need an even height and width, got {h}x{w}")
+    quadrants = torch.as_tensor(quadrants, device=maps.device)
+    if quadrants.shape != (b,) or quadrants.is_floating_point() or ((quadrants < 0) | (quadrants > 3)).any():
+        raise ValueError(f"quadrants must be {b} integers in {{0, 1, 2, 3}}, got {quadrants.tolist()}")
+    zero_map = maps.flatten(1).amax(1) == 0
+    index = (~zero_map).nonzero().flatten()
+    m = maps[index].double()
+    q = quadrants[index].long()
+    # [n, 2, h/2, 2, w/2] -> per-quadrant mass [n, 4] in the order TL, TR, BL, BR
+    mass = m.view(-1, 2, h // 2, 2, w // 2).sum((2, 4)).flatten(1)
+    pos = mass.gather(1, q.unsqueeze(1)).squeeze(1)
+    total = mass.sum(1)
+    values = ((total - pos) / total).to(maps.dtype)
+    return PerImageResult(values, index, b, {"zero_map": zero_map.nonzero().flatten()})
