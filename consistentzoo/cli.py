@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .hub import cli as hub_cli
 from .models import cli as models_cli
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.add_parsers(subparsers)
+    hub_cli.add_hub_parsers(subparsers)
     return parser
 
 

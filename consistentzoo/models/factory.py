@@ -83,8 +83,9 @@ def _from_folder(name: str, folder: Path, reset_head: bool = False, **kwargs: An
     cfg = read_config(folder)
     base = name.partition(".")[0]
     saved_arch = cfg["architecture"]
-    arch = split_zoo_name(base)[0] if base in zoo_model_names() else base
-    if saved_arch.split("_")[0] != arch:
+    zoo = base in zoo_model_names()
+    arch = split_zoo_name(base)[0] if zoo else base
+    if (saved_arch.split("_")[0] if zoo else saved_arch) != arch:
         raise CheckpointMismatchError(f"{folder} holds a {saved_arch} model; {name} is a {arch}")
     for key, value in cfg.get("model_args", {}).items():
         if key != "num_classes":

@@ -7,6 +7,7 @@ pinned revision; every file that carries a recorded sha256 is verified before us
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,22 @@ def sha256sum(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@functools.cache
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level exceptions the Hub client lets through (httpx2 for huggingface_hub 2.x, else requests).
+
+    ``HfHubHTTPError`` covers HTTP answers; a refused connection or a body cut short surfaces as the HTTP library's
+    own exception, which is not an ``OSError``.
+    """
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -77,7 +94,7 @@ def save_pretrained(
     _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     base_arch = getattr(model, "zoo_architecture", None) or model.pretrained_cfg["architecture"]
-    info = {"zoo_name": model.pretrained_cfg.get("architecture"), "tag": model.pretrained_cfg.get("tag")}
+    info = {"zoo_name": model.pretrained_cfg.get("architecture"), "tag": _fitting_tag(model)}
     info.update(zoo or {})
     model_args = {"global_pool": pool} if (pool := _pool_type(model)) else {}
 
@@ -90,6 +107,15 @@ def save_pretrained(
 
     _atomic_write(directory / CONFIG_NAME, write_config)
     return directory
+
+
+def _fitting_tag(model: nn.Module) -> str | None:
+    """The model's weight tag, or None when the model no longer fits it (e.g. built with another num_classes)."""
+    from .metadata import list_weights
+
+    cfg = model.pretrained_cfg
+    rec = next((w for w in list_weights(cfg.get("architecture")) if w.tag == cfg.get("tag")), None)
+    return rec.tag if rec is not None and rec.num_classes == model.num_classes else None
 
 
 def _pool_type(model: nn.Module) -> str | None:
@@ -191,14 +217,14 @@ def _download(rec: ZooWeights) -> Path:
     assert rec.hub is not None
     try:
         path = Path(hf_hub_download(rec.hub.repo_id, rec.hub.filename, revision=rec.hub.revision))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+    except (LocalEntryNotFoundError, HfHubHTTPError, *transport_errors()) as e:
         raise WeightsUnavailableError(
             f"could not get {rec.name} from the Hub ({rec.hub.repo_id}@{rec.hub.revision}): {e}. Without a network, "
             f"copy {WEIGHTS_NAME} to ${ENV_WEIGHTS_DIR}/{rec.name}/ or pass pretrained='<folder with config.json "
             f"and {WEIGHTS_NAME}>'."
         ) from e
     if sha256sum(path) != rec.hub.sha256:
-        _evict(path)
+        evict_cached(path)
         raise WeightsIntegrityError(
             f"the Hub file for {rec.name} ({rec.hub.repo_id}@{rec.hub.revision}) does not match its recorded sha256; "
             "the download was removed from the cache"
@@ -206,7 +232,7 @@ def _download(rec: ZooWeights) -> Path:
     return path
 
 
-def _evict(path: Path) -> None:
+def evict_cached(path: Path) -> None:
     """Remove a cached Hub file and the blob it points to, so a bad download is never reused."""
     blob = path.resolve()
     path.unlink(missing_ok=True)

@@ -1,0 +1,11 @@
+"""Exceptions of publishing."""
+
+from __future__ import annotations
+
+
+class HubPushError(RuntimeError):
+    """A push that did not happen; the message says whether the repository was verified unchanged."""
+
+
+class HubAuthError(HubPushError):
+    """The Hub refused the token (missing, invalid, or without write access)."""
