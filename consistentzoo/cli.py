@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .hub import cli as hub_cli
 from .models import cli as models_cli
+from .saliency import cli as saliency_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.add_parsers(subparsers)
+    saliency_cli.add_explain_parser(subparsers)
     hub_cli.add_hub_parsers(subparsers)
     return parser
 
