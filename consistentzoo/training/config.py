@@ -1,0 +1,399 @@
+"""Typed training configs: YAML in, dataclasses out, every key and type checked before any work starts.
+
+A recipe config (``recipes/configs/<tag>.yaml``) holds the paper's hyper-parameters only; hardware choices
+(mixed precision, gradient accumulation, workers, output folder) are command-line flags of the recipe. Any value can
+be overridden with ``--set section.key=value`` (the value is read as YAML: ``--set optim.lr=0.05``,
+``--set data.source=/data/cub``, ``--set schedule.milestones=[10,20]``).
+
+Numbers: a float field accepts an int, and a string that reads as a number (YAML 1.1 reads ``1e-4`` without a dot as
+a string); anything else of the wrong type is a :class:`ConfigError` naming the key, the expected type and the valid
+keys of its section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist, or a value of the wrong type (raised before any work starts)."""
+
+
+@dataclass
+class ModelConfig:
+    """What network to build and where its starting weights come from.
+
+    Attributes:
+        name: zoo name (``resnet18_gmp_gc``) or any timm name.
+        num_classes: classifier outputs.
+        kwargs: extra timm model arguments (``global_pool: max``, ``stem: cifar``).
+        init: starting weights: ``null`` (from scratch), a zoo weight tag (``resnet50_ce.in1k``) or a folder
+            written by a recipe / ``save_pretrained``.
+        reset_head: with ``init``, keep a fresh classifier when the class counts differ (fine-tuning).
+        freeze_bn: BatchNorm layers stay in eval mode while training (running statistics frozen): a per-sample
+            model, for small per-device batches in fine-tuning.
+    """
+
+    name: str = "resnet50_ce"
+    num_classes: int = 1000
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    reset_head: bool = True
+    freeze_bn: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Which data, which splits, and the image pipeline.
+
+    Attributes:
+        dataset: a name ``consistentzoo.data.load`` knows (``imagenet_1k``, ``cub200``, ``imagefolder``, ...).
+        source: Hub id, local folder in the official layout or parquet export; ``null`` for the default Hub copy.
+        train_split: split trained on.
+        eval_split: split evaluated on every ``train.eval_every`` steps; ``null`` for none.
+        image_size: training crop size (224 in the papers; GC composites are twice this).
+        augment: training view of CE / GC / guided: ``rrc`` (RandomResizedCrop + flip) or ``pad_crop`` (CIFAR:
+            4-pixel padding, random crop, flip).
+        load_kwargs: dataset-specific options of ``consistentzoo.data.load`` (``train_per_class``, ``masks``, ...).
+        few_shot: images per class for the few-shot protocol (1, 5 or 10; the rest of the split is validation).
+        episode: which of the 20 seeded few-shot episodes.
+        label_fraction: share of labelled images for semi-supervised training (CGC: 0.01).
+    """
+
+    dataset: str = "imagenet_1k"
+    source: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = "val"
+    image_size: int = 224
+    augment: str = "rrc"
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+    few_shot: int | None = None
+    episode: int = 0
+    label_fraction: float | None = None
+
+
+@dataclass
+class ObjectiveConfig:
+    """The objective and its hyper-parameters.
+
+    Attributes:
+        name: ``ce``, ``gc``, ``cgc``, ``ssim`` or ``guided``.
+        args: keyword arguments of the objective's ``nn.Module`` (``lam``, ``tau``, ``alpha``, ...); checked against
+            its signature.
+    """
+
+    name: str = "ce"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """SGD as all four papers use it.
+
+    Attributes:
+        lr: learning rate at a global batch of ``train.batch_size``.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay (on every parameter, as the authors' code).
+        head_lr: a separate learning rate for the classifier (semi-supervised CGC: 5), or ``null``.
+        nesterov: Nesterov momentum.
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    head_lr: float | None = None
+    nesterov: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule.
+
+    Attributes:
+        name: ``step`` (×``gamma`` at each milestone) or ``constant``.
+        milestones: epochs at which the rate is multiplied by ``gamma`` (GC/CGC: 30, 60; guided: 60, 120, 160).
+        gamma: the factor.
+    """
+
+    name: str = "step"
+    milestones: list[int] = field(default_factory=lambda: [30, 60])
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch and bookkeeping of the run.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: global batch per optimiser step (all processes × accumulation), the papers' number.
+        seed: seed of the model's initialisation, the data order and every augmentation.
+        max_steps: stop after this many optimiser steps (smoke runs; the schedule keeps its full length).
+        max_train_samples: train on this many samples of the split (a seeded subset; smoke runs).
+        max_eval_samples: evaluate on this many samples.
+        eval_every: evaluate every this many steps (and at the end); 0 for only at the end.
+        checkpoint_every: write a checkpoint every this many steps (and at the end); 0 for only at the end.
+        keep_checkpoints: checkpoints kept (older ones are deleted once a newer one is complete).
+        log_every: log the training losses every this many steps.
+        on_nan: what a non-finite loss does: ``stop`` (the only rule; see ``consistentzoo.training.loop``).
+    """
+
+    epochs: int = 90
+    batch_size: int = 256
+    seed: int = 0
+    max_steps: int | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    eval_every: int = 0
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    on_nan: str = "stop"
+
+
+@dataclass
+class TrainingConfig:
+    """A complete recipe config.
+
+    Attributes:
+        tag: the weight tag the run reproduces (``resnet50_cgc.in1k``), recorded in the output.
+        paper: where the setting comes from (free text, for people).
+    """
+
+    tag: str = ""
+    paper: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_CHOICES = {
+    ("data", "augment"): ("rrc", "pad_crop"),
+    ("schedule", "name"): ("step", "constant"),
+    ("train", "on_nan"): ("stop",),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, section_keys: list[str]) -> Any:
+    """``value`` as type ``tp``, or a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(value, opt, key, section_keys)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    bad = ConfigError(
+        f"config key {key!r} must be {_type_name(tp)}, got {type(value).__name__} {value!r} "
+        f"(valid keys of this section: {', '.join(section_keys)})"
+    )
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]", section_keys) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise bad
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """A dataclass instance from a mapping, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    valid = list(fields)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {raw!r}")
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys{' of ' + prefix.rstrip('.') if prefix else ''}: "
+            f"{', '.join(valid)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+            continue
+        kwargs[name] = _coerce(value, tp, f"{prefix}{name}", valid)
+        choices = _CHOICES.get((prefix.rstrip("."), name))
+        if choices and kwargs[name] not in choices:
+            raise ConfigError(f"config key '{prefix}{name}' must be one of {choices}, got {kwargs[name]!r}")
+    return cls(**kwargs)
+
+
+def _check_objective(cfg: TrainingConfig) -> None:
+    """Objective name and argument names against the objective's signature."""
+    from .objectives import OBJECTIVES
+
+    name = cfg.objective.name
+    if name not in OBJECTIVES:
+        raise ConfigError(f"config key 'objective.name' must be one of {sorted(OBJECTIVES)}, got {name!r}")
+    loss_cls = OBJECTIVES[name].loss_cls
+    if loss_cls is None:
+        valid: list[str] = []
+    else:
+        valid = [p for p in inspect.signature(loss_cls.__init__).parameters if p != "self"]
+    for key, value in cfg.objective.args.items():
+        if key not in valid:
+            raise ConfigError(
+                f"unknown config key 'objective.args.{key}' for objective {name!r}; valid keys: "
+                f"{', '.join(valid) or '(none)'}"
+            )
+        default = inspect.signature(loss_cls.__init__).parameters[key].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, str) and isinstance(default, float):  # YAML 1.1 reads 1e-5 as a string
+                try:
+                    value = cfg.objective.args[key] = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"config key 'objective.args.{key}' must be a number, got {value!r}")
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"config key 'objective.args.{key}' must be true or false, got {value!r}")
+
+
+def _check_values(cfg: TrainingConfig) -> None:
+    t = cfg.train
+    for key in ("epochs", "batch_size"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"config key 'train.{key}' must be >= 1, got {getattr(t, key)}")
+    for key in ("max_steps", "max_train_samples", "max_eval_samples"):
+        if getattr(t, key) is not None and getattr(t, key) < 1:
+            raise ConfigError(f"config key 'train.{key}' must be >= 1 or null, got {getattr(t, key)}")
+    if cfg.data.few_shot is not None and cfg.data.few_shot not in (1, 5, 10):
+        raise ConfigError(f"config key 'data.few_shot' must be 1, 5, 10 or null, got {cfg.data.few_shot}")
+    if cfg.data.label_fraction is not None and not 0 < cfg.data.label_fraction < 1:
+        raise ConfigError(f"config key 'data.label_fraction' must lie in (0, 1), got {cfg.data.label_fraction}")
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainingConfig:
+    """Build and check a :class:`TrainingConfig` from a plain mapping (as read from YAML).
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, an unknown objective or objective argument.
+    """
+    cfg = _build(TrainingConfig, raw, "")
+    _check_objective(cfg)
+    _check_values(cfg)
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values read as YAML) to a raw config mapping.
+
+    Raises:
+        ConfigError: an override without ``=``, or a dotted path through a value that is not a mapping.
+    """
+    raw = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.05)")
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainingConfig:
+    """Read a recipe YAML, apply overrides and check everything.
+
+    Args:
+        path: the YAML file; ``None`` starts from the defaults.
+        overrides: ``section.key=value`` strings.
+
+    Raises:
+        FileNotFoundError: the YAML does not exist.
+        ConfigError: see :func:`config_from_dict`.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        raw = yaml.safe_load(text) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a recipe config must be a YAML mapping")
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def config_to_dict(cfg: TrainingConfig) -> dict[str, Any]:
+    """The config as plain data (for YAML, trackers and the checkpoint's fingerprint)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: TrainingConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (what the run actually used, overrides applied)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return path

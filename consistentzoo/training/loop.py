@@ -1,0 +1,468 @@
+"""The one training loop every recipe drives.
+
+``train(cfg, hardware)`` builds the model, objective, data, SGD and step schedule from a
+:class:`~consistentzoo.training.config.TrainingConfig`, runs it under Accelerate (one or many GPUs, one CPU, or
+several CPU processes under ``torchrun``), evaluates every ``train.eval_every`` steps, checkpoints atomically and
+writes the weights folder (``model.safetensors`` + timm ``config.json``), ``metrics.json`` and the resolved
+``config.yaml``.
+
+Batch sizes: ``train.batch_size`` is the global batch of the paper. Each optimiser step takes
+``per_device = batch_size / (processes × grad_accum)`` samples per micro-batch; CGC's negatives are the other
+``per_device − 1`` maps of a micro-batch (never gathered across processes, as in the paper).
+
+Non-finite loss rule (``train.on_nan: stop``, the only rule): the loss is checked on every micro-batch, before its
+backward, on every process (one all-reduce of a flag). If any process sees NaN or ±inf, every process stops at that
+step: the step, epoch and the ids of each process's batch are logged as an error and written to
+``<output>/nan_report.json``, the step is not applied, no checkpoint is written for it (the previous good checkpoint
+stays the newest), and :class:`NonFiniteLossError` is raised. Resuming with ``--resume auto`` restarts from that
+checkpoint; a NaN that reappears at the same step is in the data or the hyper-parameters, not in chance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import (
+    CheckpointError,
+    TrainerState,
+    check_compatible,
+    find_resumable,
+    load_checkpoint,
+    set_rng_state,
+    write_checkpoint,
+)
+from .config import ConfigError, TrainingConfig, config_to_dict, save_config
+from .data import EvalSet, StepBatches, TrainSet, collate_views, load_splits
+from .objectives import ObjectiveModule, build_objective
+
+_logger = logging.getLogger(__name__)
+
+__all__ = ["Callback", "EvalCallback", "Hardware", "Loop", "NonFiniteLossError", "evaluate", "train"]
+
+# config fields that may change between a run and its resume (bookkeeping and where the data lives)
+_RESUME_FREE = {
+    ("train", "max_steps"),
+    ("train", "eval_every"),
+    ("train", "checkpoint_every"),
+    ("train", "keep_checkpoints"),
+    ("train", "log_every"),
+    ("train", "max_eval_samples"),
+    ("data", "source"),
+}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the batch ids."""
+
+
+@dataclass
+class Hardware:
+    """Infrastructure flags of a run (command line, never in the recipe YAML).
+
+    Attributes:
+        output_dir: where the weights, metrics, config, checkpoints and logs go.
+        mixed_precision: ``no``, ``fp16`` or ``bf16`` (bf16 on GPUs that have it: the map gradients of GC/CGC are
+            small and fp16 needs the loss scaler to keep them).
+        grad_accum: micro-batches per optimiser step (lowers memory at the same global batch).
+        cpu: force the CPU.
+        num_workers: DataLoader workers per process.
+        resume: ``None`` (fresh), ``"auto"`` (newest good checkpoint in ``output_dir``) or a checkpoint folder.
+        log_with: Accelerate tracker (``tensorboard``) or ``None``.
+    """
+
+    output_dir: Path
+    mixed_precision: str = "no"
+    grad_accum: int = 1
+    cpu: bool = False
+    num_workers: int = 4
+    resume: str | None = None
+    log_with: str | None = "tensorboard"
+
+
+class Callback:
+    """Hook called by the loop after every optimiser step (evaluation, tests that interrupt a run, ...)."""
+
+    def on_step_end(self, loop: Loop) -> None:
+        """Called with the loop after ``loop.state.step`` steps."""
+
+
+@dataclass
+class Loop:
+    """What callbacks see: the accelerator, the unwrapped model, the state and the latest logs."""
+
+    accelerator: Any
+    model: nn.Module
+    state: TrainerState
+    logs: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def log(self, values: dict[str, float]) -> None:
+        """Send values to the trackers at the current step and keep them in the metrics history."""
+        self.accelerator.log(values, step=self.state.step)
+        self.history.append({"step": self.state.step, **values})
+
+
+def evaluate(model: nn.Module, loader: Iterable[dict[str, Any]], accelerator: Any) -> dict[str, float]:
+    """Classification metrics of ``model`` on this process's share of the evaluation data, reduced over processes.
+
+    Single-label: top-1 / top-5 accuracy (``consistentzoo.metrics.topk_accuracy``); multi-label: CF1 / OF1
+    (``consistentzoo.metrics.multilabel_f1``) on every process's scores gathered.
+    """
+    from accelerate.utils import gather_object
+
+    from ..metrics import multilabel_f1, topk_accuracy
+
+    was_training = model.training
+    model.eval()
+    hits: dict[int, Tensor] = {}
+    count = torch.zeros((), device=accelerator.device)
+    scores, targets = [], []
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(batch["image"].to(accelerator.device)).float()
+            if "labels" in batch:
+                scores.append(logits.sigmoid().cpu())
+                targets.append(batch["labels"])
+                continue
+            ks = [k for k in (1, 5) if k <= logits.shape[1]]
+            for k, v in topk_accuracy(logits, batch["label"].to(logits.device), ks).items():
+                hits[k] = hits.get(k, torch.zeros((), device=accelerator.device)) + v.sum()
+            count += logits.shape[0]
+    model.train(was_training)
+    if scores or targets:
+        all_scores = torch.cat([t for part in gather_object([torch.cat(scores)]) for t in [part]])
+        all_targets = torch.cat(gather_object([torch.cat(targets)]))
+        f1 = multilabel_f1(all_scores, all_targets)
+        return {"eval/cf1": f1.cf1, "eval/of1": f1.of1}
+    total = accelerator.reduce(count, "sum")
+    out = {}
+    for k in (1, 5):
+        if k in hits:
+            out[f"eval/top{k}"] = float(accelerator.reduce(hits[k], "sum") / total.clamp(min=1))
+    return out
+
+
+class EvalCallback(Callback):
+    """Evaluate every ``every`` steps (``0``: never during training; the loop evaluates at the end anyway)."""
+
+    def __init__(self, loader: Iterable[dict[str, Any]], every: int):
+        self.loader = loader
+        self.every = every
+
+    def __call__(self, loop: Loop) -> dict[str, float]:
+        values = evaluate(loop.model, self.loader, loop.accelerator)
+        loop.log(values)
+        _logger.info("step %d: %s", loop.state.step, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        return values
+
+    def on_step_end(self, loop: Loop) -> None:
+        if self.every and loop.state.step % self.every == 0:
+            self(loop)
+
+
+def _fingerprint(cfg: TrainingConfig) -> str:
+    import hashlib
+
+    raw = config_to_dict(cfg)
+    for section, key in _RESUME_FREE:
+        raw[section].pop(key, None)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_model(cfg: TrainingConfig) -> nn.Module:
+    """The network of ``cfg.model``, from scratch or from ``model.init`` (a weights folder or a zoo tag)."""
+    from .. import create_model
+    from ..models import get_weights, load_state_dict, resolve_weights_file
+    from ..models.weights import load_into
+
+    m = cfg.model
+    if m.init is not None and Path(m.init).is_dir():
+        return create_model(m.name, pretrained=m.init, num_classes=m.num_classes, reset_head=m.reset_head, **m.kwargs)
+    model = create_model(m.name, num_classes=m.num_classes, **m.kwargs)
+    if m.init is not None:
+        # why load by hand: the starting tag (resnet50_ce.in1k) belongs to another zoo name than the model trained
+        rec = get_weights(m.init)
+        path = resolve_weights_file(rec)
+        load_into(
+            model, load_state_dict(path, rec.hub.sha256 if rec.hub else None), source=m.init, reset_head=m.reset_head
+        )
+    return model
+
+
+def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.SGD:
+    """SGD with momentum and weight decay; the classifier in its own group when ``optim.head_lr`` is set."""
+    o = cfg.optim
+    head = {id(p) for p in model.get_classifier().parameters()} if o.head_lr is not None else set()
+    body = [p for p in model.parameters() if id(p) not in head]
+    groups: list[dict[str, Any]] = [{"params": body, "lr": o.lr}]
+    if head:
+        groups.append({"params": [p for p in model.parameters() if id(p) in head], "lr": o.head_lr})
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, steps_per_epoch: int) -> Any:
+    """The papers' step schedule (×gamma at each milestone epoch), stepped once per optimiser step."""
+    s = cfg.schedule
+    milestones = [m * steps_per_epoch for m in s.milestones] if s.name == "step" else []
+
+    def factor(step: int) -> float:
+        return s.gamma ** sum(step >= m for m in milestones)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for mod in model.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+
+
+def _check_finite(total: Tensor, batch: dict[str, Any], accelerator: Any, state: TrainerState, out: Path) -> None:
+    """Stop every process when any process's loss is not finite (see the module docstring)."""
+    from accelerate.utils import gather_object
+
+    bad = torch.tensor(0.0 if torch.isfinite(total.detach()).all() else 1.0, device=accelerator.device)
+    if float(accelerator.reduce(bad, "sum")) == 0:
+        return
+    ids = gather_object([{"rank": accelerator.process_index, "loss": float(total.detach()), "ids": batch["id"]}])
+    report = {"step": state.step + 1, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "batches": ids}
+    message = f"non-finite loss at step {state.step + 1} (epoch {state.epoch}); batch ids per process: {ids}"
+    if accelerator.is_main_process:
+        _logger.error(message)
+        (out / "nan_report.json").write_text(json.dumps(report, indent=2))
+    raise NonFiniteLossError(message + "; the step was not applied and training stopped (rule: train.on_nan=stop)")
+
+
+def _flat_config(cfg: TrainingConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, values in config_to_dict(cfg).items():
+        if not isinstance(values, dict):
+            flat[section] = values
+            continue
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def _epoch_loader(
+    dataset: TrainSet, order: StepBatches, epoch: int, start: int, workers: int
+) -> Iterator[list[dict[str, Any]]]:
+    """This process's micro-batches of one epoch from step ``start``, grouped per optimiser step."""
+    micro = [mb for step in order.epoch(epoch, start) for mb in step]
+    if not micro:
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=micro, collate_fn=collate_views, num_workers=workers, persistent_workers=False
+    )
+    it = iter(loader)
+    for _ in range(len(micro) // order.accumulation):
+        yield [next(it) for _ in range(order.accumulation)]
+
+
+def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
+    """Train, checkpoint and write the weights folder; returns the final metrics (also in ``metrics.json``).
+
+    Raises:
+        ConfigError: the global batch does not split over processes × accumulation.
+        CheckpointError: ``resume`` names a bad checkpoint, or one of another run.
+        NonFiniteLossError: the loss became NaN or infinite (see the module docstring).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    out = Path(hw.output_dir)
+    # Initialise Accelerate first: it reads torchrun's / accelerate's environment and decides devices and processes.
+    accelerator = Accelerator(
+        cpu=hw.cpu,
+        mixed_precision=hw.mixed_precision,
+        gradient_accumulation_steps=hw.grad_accum,
+        log_with=hw.log_with,
+        project_dir=str(out),
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_device, rest = divmod(cfg.train.batch_size, world * hw.grad_accum)
+    if rest or per_device < 1:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} does not split into {world} processes × {hw.grad_accum} "
+            "accumulation steps; change --grad-accum or the number of processes"
+        )
+    # Seed before building the model so that the seed also fixes the initial weights (identical on every process).
+    set_seed(cfg.train.seed)
+    model = build_model(cfg).to(accelerator.device)
+    spec, loss = build_objective(cfg.objective.name, cfg.objective.args, cfg.data.image_size)
+
+    # Data: every process loads the same split; the batch order shards it (see consistentzoo.training.data).
+    with accelerator.main_process_first():
+        train_ds, eval_ds = load_splits(cfg)
+    dataset = TrainSet(train_ds, spec.views, cfg.data.image_size, cfg.data.augment, cfg.train.seed)
+    order = StepBatches(len(dataset), per_device, world, rank, hw.grad_accum, cfg.train.seed)
+    if order.steps_per_epoch == 0:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(dataset)} training images")
+    total_steps = cfg.train.epochs * order.steps_per_epoch
+    if cfg.train.max_steps is not None:
+        total_steps = min(total_steps, cfg.train.max_steps)
+
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, order.steps_per_epoch)
+    state = TrainerState(
+        model_name=cfg.model.name, num_classes=cfg.model.num_classes, fingerprint=_fingerprint(cfg), world_size=world
+    )
+
+    # Resume before prepare(): the states load into the plain model and optimiser, and DDP then starts from them.
+    ckpt_dir = out / "checkpoints"
+    if hw.resume is not None and (path := find_resumable(hw.resume, ckpt_dir)) is not None:
+        saved, blobs = load_checkpoint(path, rank, world)
+        check_compatible(saved, state, path)
+        try:
+            model.load_state_dict(blobs["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: the saved model does not fit {cfg.model.name}: {e}") from e
+        optimizer.load_state_dict(blobs["optimizer"])
+        scheduler.load_state_dict(blobs["scheduler"])
+        if blobs["rng"] is not None:
+            set_rng_state(blobs["rng"])
+        state.step, state.epoch, state.step_in_epoch = saved.step, saved.epoch, saved.step_in_epoch
+        _logger.info("resumed from %s at step %d", path, state.step)
+
+    # Wrap the objective, not the bare network: the loss calls forward_features/forward_head itself, and DDP must
+    # see one forward per step for its gradient bookkeeping (the double backward then reduces once).
+    objective, optimizer = accelerator.prepare(ObjectiveModule(model, spec, loss), optimizer)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    if hw.log_with:
+        accelerator.init_trackers("train", config=_flat_config(cfg))
+
+    eval_cb = None
+    if eval_ds is not None:
+        eval_shard = torch.utils.data.Subset(EvalSet(eval_ds, cfg.data.image_size), range(rank, len(eval_ds), world))
+        eval_loader = torch.utils.data.DataLoader(
+            eval_shard, batch_size=per_device, collate_fn=collate_views, num_workers=hw.num_workers
+        )
+        eval_cb = EvalCallback(eval_loader, cfg.train.eval_every)
+    loop = Loop(accelerator, model, state)
+    callbacks = [c for c in (eval_cb,) if c is not None] + list(callbacks)
+
+    def save_main(tmp: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, tmp / "model.safetensors")
+        torch.save(optimizer.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        save_config(cfg, tmp / "config.yaml")
+
+    def checkpoint() -> None:
+        write_checkpoint(
+            ckpt_dir,
+            state,
+            is_main=accelerator.is_main_process,
+            rank=rank,
+            barrier=accelerator.wait_for_everyone,
+            write_main=save_main,
+            keep=cfg.train.keep_checkpoints,
+        )
+
+    from tqdm.auto import tqdm
+
+    progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process, desc="train")
+    started, seen, window, last_parts = time.perf_counter(), 0, [], {}
+    # The loop: epochs of optimiser steps, each of grad_accum micro-batches; the sampler resumes mid-epoch.
+    while state.step < total_steps:
+        for micro_batches in _epoch_loader(dataset, order, state.epoch, state.step_in_epoch, hw.num_workers):
+            objective.train()
+            if cfg.model.freeze_bn:
+                _freeze_bn(model)
+            parts_sum: dict[str, float] = {}
+            for batch in micro_batches:
+                batch = _to_device(batch, accelerator.device)
+                with accelerator.accumulate(objective):
+                    total, parts = objective(batch)
+                    _check_finite(total, batch, accelerator, state, out)
+                    accelerator.backward(total)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                for k, v in {"loss": total.detach(), **parts}.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / hw.grad_accum
+                seen += batch["image" if "image" in batch else "orig"].shape[0] * world
+            scheduler.step()
+            state.step += 1
+            state.step_in_epoch += 1
+            window.append(parts_sum)
+            last_parts = parts_sum
+            progress.update(1)
+            progress.set_postfix(loss=f"{parts_sum['loss']:.4f}")
+            if cfg.train.log_every and state.step % cfg.train.log_every == 0:
+                loop.log(
+                    {f"train/{k}": sum(w[k] for w in window) / len(window) for k in window[0]}
+                    | {"train/lr": scheduler.get_last_lr()[0]}
+                )
+                window = []
+            if state.step_in_epoch == order.steps_per_epoch:
+                state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            for cb in callbacks:
+                cb.on_step_end(loop)
+            if state.step == total_steps:
+                break
+            if cfg.train.checkpoint_every and state.step % cfg.train.checkpoint_every == 0:
+                checkpoint()
+    progress.close()
+    checkpoint()
+
+    # Final evaluation and the weights folder: model.safetensors + timm config.json + metrics.json + config.yaml.
+    evaluated = [h for h in loop.history if h["step"] == state.step and any(k.startswith("eval/") for k in h)]
+    final = evaluated[-1] if evaluated else eval_cb(loop) if eval_cb is not None else {}
+    wall = time.perf_counter() - started
+    metrics = {
+        "tag": cfg.tag,
+        "steps": state.step,
+        "epoch": state.epoch + state.step_in_epoch / order.steps_per_epoch,
+        "world_size": world,
+        "per_device_batch": per_device,
+        "grad_accum": hw.grad_accum,
+        "mixed_precision": hw.mixed_precision,
+        "train_last": last_parts,
+        "eval": final,
+        "history": loop.history,
+        "wall_s": wall,
+        "samples_per_s": seen / wall if wall > 0 and seen else math.nan,
+    }
+    if accelerator.is_main_process:
+        _write_outputs(model, cfg, out, metrics)
+    accelerator.wait_for_everyone()
+    # why not end_training(): it also destroys the process group, and a process may train again (tests, sweeps)
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    return metrics
+
+
+def _write_outputs(model: nn.Module, cfg: TrainingConfig, out: Path, metrics: dict[str, Any]) -> None:
+    from ..models import save_pretrained
+
+    save_pretrained(
+        model,
+        out,
+        zoo={
+            "tag": cfg.tag or None,
+            "objective": cfg.objective.name,
+            "objective_args": cfg.objective.args,
+            "dataset": cfg.data.dataset,
+            "recipe_config": "config.yaml",
+        },
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    save_config(cfg, out / "config.yaml")

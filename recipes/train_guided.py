@@ -1,0 +1,14 @@
+"""Guided-gradient alignment (Torres Figueroa et al., VISAPP 2024).
+
+Hyper-parameters come from the YAML (`recipes/configs/<tag>.yaml`, overridable with `--set key=value`); hardware
+comes from flags and the launcher. Runs on one CPU (`python recipes/train_guided.py ...`), several CPU processes
+(`torchrun --nproc_per_node 2 recipes/train_guided.py ...`) and one or many GPUs
+(`accelerate launch recipes/train_guided.py --config recipes/configs/<tag>.yaml`).
+"""
+
+from consistentzoo.training.recipe import recipe_main
+
+if __name__ == "__main__":
+    # The objective is fixed by the recipe; everything else is in the config and the shared loop.
+    metrics = recipe_main("guided", description=__doc__)
+    print({"steps": metrics["steps"], **metrics["eval"]})
