@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .hub import cli as hub_cli
+from .metrics import cli as metrics_cli
 from .models import cli as models_cli
 from .saliency import cli as saliency_cli
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.add_parsers(subparsers)
     saliency_cli.add_explain_parser(subparsers)
+    metrics_cli.add_parsers(subparsers)
     hub_cli.add_hub_parsers(subparsers)
     return parser
 

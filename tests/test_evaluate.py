@@ -1,0 +1,256 @@
+"""The evaluator end to end on real COCO photos with a tiny random-weight model (CPU, 64 px, 8 images)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
+N_IMAGES = 8
+SIZE = 64
+# small inputs everywhere; batch 4 so that 8 images make two chunks (one per process in the two-process test)
+SMALL = dict(
+    batch_size=4,
+    loc_size=SIZE,
+    faith_size=SIZE,
+    cls_size=SIZE,
+    cls_crop=SIZE,
+    cgc_size=SIZE,
+    cgc_crop=SIZE,
+    spg_seeds=2,
+    progress=False,
+)
+
+pytestmark = [
+    pytest.mark.skipif(
+        not (COCO / "annotations" / "instances_train2017.json").is_file(), reason=f"no COCO128 at {COCO}"
+    ),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hf_cache")
+
+
+@pytest.fixture(scope="module")
+def coco(cache: Path):
+    """The first images of COCO128 in the common schema (with instance masks)."""
+    pytest.importorskip("pycocotools")
+    from consistentzoo.data import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader's DataQualityWarning about the 2 images without annotations
+        ds = load("coco", "train2017", source=COCO, cache_dir=cache)
+    return ds.select(range(N_IMAGES))
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    import consistentzoo
+
+    torch.manual_seed(0)
+    return consistentzoo.create_model("resnet18", num_classes=80).eval()
+
+
+def _cfg(**kw):
+    from consistentzoo.metrics.evaluate import EvalConfig
+
+    return EvalConfig(**{**SMALL, **kw})
+
+
+METRICS_ONE = ["pg", "spg", "ch", "f1", "cgc"]
+
+
+@pytest.fixture(scope="module")
+def one_process(coco, model) -> list[dict]:
+    """Rows of a one-process run with gradcam (shared by the direct-call and the two-process checks)."""
+    from consistentzoo.metrics.evaluate import evaluate
+
+    return evaluate(model, coco, ["gradcam"], METRICS_ONE, config=_cfg())
+
+
+def _by_key(rows: list[dict]) -> dict[tuple[str | None, str], dict]:
+    return {(r["method"], r["metric"]): r for r in rows}
+
+
+def test_cli_writes_json_and_markdown(tmp_path: Path, cache: Path, coco) -> None:
+    from consistentzoo.hub.card import load_metrics
+    from consistentzoo.metrics.cli import build_parser, run_evaluate
+    from consistentzoo.models import get_weights
+
+    out = tmp_path / "res" / "r.json"
+    argv = (
+        "--model resnet18_gc.coco --pretrained false --num-classes 80 --dataset coco --split train2017 "
+        f"--source {COCO} --cache-dir {cache} --limit {N_IMAGES} --methods gradcam --metrics pg,spg ch f1 deletion "
+        f"--out {out} --batch-size 4 --loc-size {SIZE} --faith-size {SIZE} --cls-size {SIZE} --cls-crop {SIZE} "
+        "--spg-seeds 2 --no-progress --cpu"
+    ).split()
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run_evaluate(build_parser().parse_args(argv)) == 0
+
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] == 1
+    assert doc["config"]["loc_size"] == SIZE and doc["config"]["processes"] == 1
+    rows = doc["results"]
+    assert [r["metric"] for r in rows] == ["pg", "spg", "ch", "f1_overall", "f1_perclass", "deletion_auc"]
+    keys = {"model", "tag", "dataset", "split", "method", "metric", "value", "std", "n", "skipped"}
+    for r in rows:
+        assert set(r) == keys
+        assert (r["model"], r["tag"], r["dataset"], r["split"]) == ("resnet18_gc", "coco", "coco", "train2017")
+        assert isinstance(r["value"], float) and 0 <= r["value"] <= 1
+    by = _by_key(rows)
+    # localisation: one entry per (image, class) pair of the 8 images, each scored or skipped for a reason
+    pairs = sum(int(sum(labels)) for labels in coco["labels"])
+    for metric in ("pg", "spg", "ch"):
+        r = by[("gradcam", metric)]
+        assert set(r["skipped"]) == {"zero_map", "empty_mask"}
+        assert r["n"] + sum(r["skipped"].values()) == pairs
+        assert r["n"] > 0
+    assert by[("gradcam", "pg")]["skipped"] == by[("gradcam", "ch")]["skipped"]
+    assert by[("gradcam", "spg")]["std"] is not None and by[("gradcam", "pg")]["std"] is None
+    assert by[(None, "f1_overall")]["n"] == by[("gradcam", "deletion_auc")]["n"] == N_IMAGES
+
+    md = out.with_suffix(".md").read_text().splitlines()
+    assert md[0].startswith("| model | tag | dataset | split | method | metric | value | std | n | skipped |")
+    assert len(md) == 2 + len(rows) and "| gradcam | pg |" in md[2]
+
+    # the model card reads it
+    measured = {m.key: m for m in load_metrics(out, get_weights("resnet18_gc.coco"))}
+    assert measured["pg"].value == by[("gradcam", "pg")]["value"] and measured["pg"].n == by[("gradcam", "pg")]["n"]
+
+
+def test_pg_ch_equal_direct_metric_calls(coco, model, one_process) -> None:
+    """The evaluator's PG / CH are the metric functions on the protocol's maps, computed here independently."""
+    from consistentzoo import saliency
+    from consistentzoo.data import eval_transform, to_tv_tensors
+    from consistentzoo.metrics import content_heatmap, pointing_game
+    from consistentzoo.saliency import normalize_sum, upsample
+
+    rows = _by_key(one_process)
+    tf = eval_transform(SIZE)  # shorter side 64, ImageNet normalisation (the model's own)
+    hits, masses, classes, zero = [], [], [], 0
+    for row in coco:
+        t = to_tv_tensors(row)
+        h, w = t["image"].shape[-2:]
+        cls = t["labels"].nonzero().flatten()
+        masks = torch.stack([t["masks"][t["box_labels"] == c].any(0) for c in cls])
+        x = tf(t["image"]).as_subclass(torch.Tensor)[None].expand(len(cls), -1, -1, -1)
+        maps = normalize_sum(upsample(saliency.compute("gradcam", model, x, cls).detach(), (h, w)))
+        pg, ch = pointing_game(maps, masks), content_heatmap(maps, masks)
+        assert torch.equal(pg.index, ch.index)
+        hits += pg.values.tolist()
+        masses += ch.values.tolist()
+        classes += cls[pg.index].tolist()
+        zero += pg.n_skipped["zero_map"]
+    per_class: dict[int, list[float]] = {}
+    for c, v in zip(classes, hits, strict=True):
+        per_class.setdefault(c, []).append(v)
+    pg_value = sum(sum(v) / len(v) for v in per_class.values()) / len(per_class)
+
+    assert rows[("gradcam", "pg")]["n"] == rows[("gradcam", "ch")]["n"] == len(hits)
+    assert rows[("gradcam", "pg")]["skipped"] == {"empty_mask": 0, "zero_map": zero}
+    assert rows[("gradcam", "pg")]["value"] == pytest.approx(pg_value, abs=1e-12)
+    assert rows[("gradcam", "ch")]["value"] == pytest.approx(sum(masses) / len(masses), rel=1e-4)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, data: str, weights: str, out: str, metrics: list[str]) -> None:
+    """One process of a gloo group driven by Accelerate, as ``torchrun`` would start it."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    import datasets
+    from accelerate import Accelerator
+
+    import consistentzoo
+    from consistentzoo.metrics.evaluate import EvalConfig, evaluate
+
+    acc = Accelerator(cpu=True)
+    assert acc.num_processes == world
+    model = consistentzoo.create_model("resnet18", num_classes=80)
+    model.load_state_dict(torch.load(weights))
+    rows = evaluate(
+        model, datasets.load_from_disk(data), ["gradcam"], metrics, config=EvalConfig(**SMALL), accelerator=acc
+    )
+    Path(f"{out}.{rank}").write_text(json.dumps(rows))
+    acc.wait_for_everyone()
+    acc.end_training()
+
+
+def test_two_processes_give_the_numbers_of_one(tmp_path: Path, coco, model, one_process) -> None:
+    import torch.multiprocessing as mp
+
+    metrics, one = METRICS_ONE, one_process
+    data, weights, out = tmp_path / "ds", tmp_path / "w.pt", tmp_path / "rows.json"
+    coco.save_to_disk(str(data))
+    torch.save(model.state_dict(), weights)
+    mp.spawn(_worker, args=(2, _free_port(), str(data), str(weights), str(out), metrics), nprocs=2, join=True)
+    for rank in (0, 1):
+        two = json.loads(Path(f"{out}.{rank}").read_text())
+        assert [(r["method"], r["metric"], r["n"], r["skipped"]) for r in two] == [
+            (r["method"], r["metric"], r["n"], r["skipped"]) for r in one
+        ]
+        for a, b in zip(one, two, strict=True):
+            assert b["value"] == pytest.approx(a["value"], rel=1e-5, abs=1e-7), a["metric"]
+            assert (b["std"] is None) == (a["std"] is None)
+
+
+def test_unknown_names_list_the_valid_ones(coco) -> None:
+    from consistentzoo.metrics.evaluate import METRICS, UnknownMetricError, evaluate
+    from consistentzoo.saliency import UnknownMethodError
+
+    model = torch.nn.Linear(1, 1)  # never called: names are checked first
+    with pytest.raises(UnknownMetricError) as err:
+        evaluate(model, coco, ["gradcam"], ["pg", "pointinggame"])
+    assert all(name in str(err.value) for name in METRICS)
+    with pytest.raises(UnknownMethodError, match="Valid methods: .*gradcam.*hirescam"):
+        evaluate(model, coco, ["gradcan"], ["pg"])
+    with pytest.raises(ValueError, match="top1/top5 need a single-label dataset"):
+        evaluate(model, coco, [], ["top1"])
+    with pytest.raises(ValueError, match="need at least one saliency method"):
+        evaluate(model, coco, [], ["ch"])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        _cfg(batch_size=0)
+
+
+def test_cli_rejects_unknown_metric_before_loading(tmp_path: Path) -> None:
+    from consistentzoo.metrics.cli import build_parser, run_evaluate
+    from consistentzoo.metrics.evaluate import UnknownMetricError
+
+    args = build_parser().parse_args(
+        f"--model nosuchmodel --dataset coco --split val --metrics pg,xx --out {tmp_path / 'r.json'}".split()
+    )
+    with pytest.raises(UnknownMetricError, match="unknown metric 'xx'. Valid metrics: pg, spg, ch, insertion"):
+        run_evaluate(args)
+
+
+def test_report_writers_refuse_bad_rows(tmp_path: Path) -> None:
+    from consistentzoo.metrics.report import markdown_table, write_json
+
+    row = dict(model="m", tag=None, dataset="d", split="s", method=None, metric="top1", value=0.5, std=None, n=2)
+    with pytest.raises(ValueError, match="lacks \\['skipped'\\]"):
+        markdown_table([row])
+    with pytest.raises(ValueError, match="Out of range float"):
+        write_json([{**row, "skipped": {}, "value": float("nan")}], tmp_path / "x.json")
+    assert "| m |  | d | s |  | top1 | 0.5000 |  | 2 | 0 |" in markdown_table([{**row, "skipped": {}}])
