@@ -91,7 +91,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     proto.add_argument("--tolerance", type=float, default=d.tolerance, help="pointing-game radius in px (default 15)")
     proto.add_argument("--spg-seeds", type=int, default=d.spg_seeds, help="SPG runs for mean ± std (default 5)")
     proto.add_argument("--spg-samples", type=int, default=d.spg_samples, help="SPG points per map (default 100)")
-    proto.add_argument("--seed", type=int, default=d.seed, help="base seed of SPG and CGC augmentations")
+    proto.add_argument(
+        "--nqh-size",
+        type=int,
+        default=None,
+        help="side of each nqh composite tile (default: --cls-crop, else --cls-size)",
+    )
+    proto.add_argument(
+        "--ssim-scale",
+        type=float,
+        nargs=2,
+        default=d.ssim_scale,
+        metavar=("MIN", "MAX"),
+        help="area range of the ssim crop (default 0.5 1; '1 1' with --ssim-flip-p 0 is the identity)",
+    )
+    proto.add_argument(
+        "--ssim-flip-p", type=float, default=d.ssim_flip_p, help="flip probability of the ssim view (default 0.5)"
+    )
+    proto.add_argument(
+        "--seed", type=int, default=d.seed, help="base seed of SPG, CGC augmentations, nqh composites, ssim crops"
+    )
     proto.add_argument("--pixels-per-step", type=int, default=None, help="insertion/deletion step (default 8 x side)")
     proto.add_argument("--layer", default=None, help="saliency target layer's dotted name (default: the method's)")
     hw = p.add_argument_group("hardware")
@@ -187,6 +206,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         spg_samples=args.spg_samples,
         spg_seeds=args.spg_seeds,
         seed=args.seed,
+        nqh_size=args.nqh_size,
+        ssim_scale=tuple(args.ssim_scale),
+        ssim_flip_p=args.ssim_flip_p,
         pixels_per_step=args.pixels_per_step,
         layer=args.layer,
         num_workers=args.num_workers,

@@ -14,6 +14,21 @@ Protocols are those of ``../shared/reference/METHODS.md`` ("Evaluation protocols
 - ``cgc``: the CGC consistency term (:func:`consistentzoo.objectives.cgc_consistency` through
   :class:`~consistentzoo.objectives.CGCLoss`, hirescam, no labels) on held-out batches of ``cgc_batch`` images at
   ``Resize(cgc_size) + CenterCrop(cgc_crop)``, each augmented view drawn from a seeded generator; mean over batches.
+- ``nqh`` (GC): a 2x2 composite per image: the image in a random quadrant and 3 distractors drawn as
+  :class:`~consistentzoo.data.CompositeSampler` does (single-label: images of other classes; multi-label: one
+  positive category ``t`` drawn, distractors without ``t``), seeded by ``(seed, image)`` alone. Every tile is
+  ``Resize(max(cls_size, s)) + CenterCrop(s)`` with ``s = nqh_size`` (default the classification crop, so the
+  224-px tiles give GC's 448-px composite). The map of the ground-truth (drawn) class on the composite, upsampled
+  to the composite size, ReLU'd and renormalised to sum 1, scored by
+  :func:`~consistentzoo.metrics.negative_quadrants_heatmap` (mass on the 3 distractor quadrants, lower is better);
+  mean over images. Skipped and counted: all-zero maps, images with no usable class (``no_class``).
+- ``ssim`` (COSE-style SSIM consistency, "Staying Consistent with GradCAM"): the classification input ``x`` and a
+  seeded crop + flip of it, ``t(x) = replay(x, draw_crop_flip(scale=ssim_scale, ratio=ssim_ratio,
+  flip_p=ssim_flip_p))`` at the same size. Both maps are for the class predicted on ``x``, upsampled to the input
+  size and min-max scaled to [0, 1] per map; the map of ``t(x)`` is warped *back* into ``x``'s frame (unflipped,
+  resized into the crop box; zero outside it) and :func:`~consistentzoo.metrics.ssim_consistency` (5x5 window)
+  compares it with the map of ``x`` over the valid region = the crop box (eroded by the window). Mean over images;
+  skipped and counted: pairs of constant maps, empty valid regions.
 
 Batches are planned from the dataset alone: consecutive chunks of ``batch_size`` images, each split by input size,
 each carrying its own random seeds. Under Accelerate every process takes every ``num_processes``-th chunk and the
@@ -34,13 +49,23 @@ from torch import Tensor, nn
 
 from ._inputs import eval_mode
 from .classification import multilabel_f1, topk_accuracy
+from .consistency import ssim_consistency
 from .faithfulness import average_drop, average_gain, average_increase, deletion_auc, insertion_auc
-from .localisation import boxes_to_mask, content_heatmap, pointing_game, stochastic_pointing_game
+from .localisation import (
+    boxes_to_mask,
+    content_heatmap,
+    negative_quadrants_heatmap,
+    pointing_game,
+    stochastic_pointing_game,
+)
 from .results import mean_std
 
 if TYPE_CHECKING:
     import datasets
     from accelerate import Accelerator
+
+    from ..data import CompositeSampler
+    from ..transforms import CropFlipParams
 
 __all__ = ["METRICS", "EvalConfig", "MetricSpec", "UnknownMetricError", "evaluate", "resolve_metrics"]
 
@@ -58,7 +83,8 @@ class MetricSpec:
     Attributes:
         name: the name users select it by (``pg``, ``insertion``, ...).
         keys: the ``metric`` field(s) of its result rows (the short keys of the papers' tables).
-        view: which input it is computed on: ``"loc"``, ``"faith"``, ``"cls"`` or ``"cgc"``.
+        view: which input it is computed on: ``"loc"``, ``"faith"``, ``"cls"``, ``"cgc"``, ``"nqh"`` (composites)
+            or ``"ssim"`` (the classification input and a crop + flip of it).
         needs_method: whether it is computed once per saliency method.
         description: one line for ``--help``.
     """
@@ -85,6 +111,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("top5", ("top5",), "cls", False, "top-5 accuracy (single-label datasets)"),
         MetricSpec("f1", ("f1_overall", "f1_perclass"), "cls", False, "multi-label F1, overall and per class"),
         MetricSpec("cgc", ("cgc_loss",), "cgc", False, "CGC consistency loss on held-out batches"),
+        MetricSpec("nqh", ("nqh",), "nqh", True, "negative quadrants heatmap: map mass on 2x2 composites' distractors"),
+        MetricSpec("ssim", ("ssim",), "ssim", True, "SSIM consistency of maps under a crop + flip (COSE-style)"),
     )
 }
 
@@ -100,6 +128,8 @@ _ALIASES = {
     "average_gain": "ag",
     "multilabel_f1": "f1",
     "cgc_loss": "cgc",
+    "negative_quadrants_heatmap": "nqh",
+    "ssim_consistency": "ssim",
 }
 _FAITH_FNS: dict[str, Callable[..., Tensor]] = {
     "insertion": insertion_auc,
@@ -160,6 +190,13 @@ class EvalConfig:
         pixels_per_step: insertion/deletion step; None = ``8 * faith_size``.
         perturb_batch: perturbed images per forward pass in the faithfulness metrics.
         f1_threshold: decision threshold on sigmoid scores for F1.
+        nqh_size: side of each square tile of the NQH composite (the composite is twice that); None = ``cls_crop``
+            (``cls_size`` without a crop).
+        ssim_scale: area range of the SSIM metric's crop, as a fraction of the input (``(1, 1)`` with
+            ``ssim_flip_p = 0`` is the identity).
+        ssim_ratio: aspect-ratio range of that crop.
+        ssim_flip_p: probability of its horizontal flip.
+        ssim_window: SSIM window side (COSE: 5).
         layer: saliency target layer (dotted name); None = the method's default.
         mean: input normalisation mean; None = the model's ``pretrained_cfg`` (ImageNet if absent).
         std: input normalisation std; None as ``mean``.
@@ -183,6 +220,11 @@ class EvalConfig:
     pixels_per_step: int | None = None
     perturb_batch: int = 64
     f1_threshold: float = 0.5
+    nqh_size: int | None = None
+    ssim_scale: tuple[float, float] = (0.5, 1.0)
+    ssim_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    ssim_flip_p: float = 0.5
+    ssim_window: int = 5
     layer: str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -200,6 +242,22 @@ class EvalConfig:
             raise ValueError("spg_seeds and spg_samples must be positive")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.nqh_size is not None and (not isinstance(self.nqh_size, int) or self.nqh_size <= 0):
+            raise ValueError(f"nqh_size must be a positive integer or None, got {self.nqh_size!r}")
+        lo, hi = self.ssim_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"ssim_scale must satisfy 0 < min <= max <= 1, got {self.ssim_scale}")
+        if not 0 < self.ssim_ratio[0] <= self.ssim_ratio[1]:
+            raise ValueError(f"ssim_ratio must satisfy 0 < min <= max, got {self.ssim_ratio}")
+        if not 0 <= self.ssim_flip_p <= 1:
+            raise ValueError(f"ssim_flip_p must lie in [0, 1], got {self.ssim_flip_p}")
+        if self.ssim_window < 3 or self.ssim_window % 2 == 0:
+            raise ValueError(f"ssim_window must be an odd integer >= 3, got {self.ssim_window}")
+
+    @property
+    def nqh_tile(self) -> int:
+        """Side of one NQH composite tile."""
+        return self.nqh_size or self.cls_crop or self.cls_size
 
 
 @dataclass
@@ -300,9 +358,16 @@ class _Evaluator:
     """Runs the batch plan on one process and keeps what it measured."""
 
     def __init__(
-        self, model: nn.Module, specs: list[MetricSpec], methods: list[str], cfg: EvalConfig, device: torch.device
+        self,
+        model: nn.Module,
+        specs: list[MetricSpec],
+        methods: list[str],
+        cfg: EvalConfig,
+        device: torch.device,
+        rows: _Rows,
     ):
         self.model, self.specs, self.methods, self.cfg, self.device = model, specs, methods, cfg, device
+        self.rows = rows  # random access for the NQH distractors
         pcfg = getattr(model, "pretrained_cfg", None) or {}
         mean = cfg.mean or tuple(pcfg.get("mean", _IMAGENET_MEAN))
         std = cfg.std or tuple(pcfg.get("std", _IMAGENET_STD))
@@ -311,11 +376,20 @@ class _Evaluator:
             "faith": _transform((cfg.faith_size, cfg.faith_size), None, mean, std),
             "cls": _transform(cfg.cls_size, cfg.cls_crop, mean, std),
             "cgc": _transform(cfg.cgc_size, cfg.cgc_crop, mean, std),
+            "nqh": _transform(max(cfg.cls_size, cfg.nqh_tile), cfg.nqh_tile, mean, std),
+            "ssim": _transform(cfg.cls_size, cfg.cls_crop, mean, std),
         }
         self.by_view: dict[str, list[MetricSpec]] = defaultdict(list)
         for s in specs:
             self.by_view[s.view].append(s)
         self.rec = _Records([], [], [], [])
+        self.composites: CompositeSampler | None = None
+        if self.by_view["nqh"]:
+            from ..data import CompositeSampler
+
+            labels = rows.ds["labels"] if "labels" in rows.ds.column_names else rows.ds["label"]
+            # draws depend on (seed, image) only, so chunking and processes never change them
+            self.composites = CompositeSampler(labels, seed=cfg.seed)
 
     def _inputs(self, samples: list[_Sample], view: str) -> list[Tensor]:
         from torchvision import tv_tensors
@@ -337,6 +411,10 @@ class _Evaluator:
             self._classification(samples)
         if self.by_view["cgc"]:
             self._cgc(chunk_id, samples)
+        if self.by_view["nqh"]:
+            self._nqh(samples)
+        if self.by_view["ssim"]:
+            self._ssim(chunk_id, samples)
 
     def _localisation(self, chunk_id: int, samples: list[_Sample]) -> None:
         cfg, specs = self.cfg, self.by_view["loc"]
@@ -457,6 +535,103 @@ class _Evaluator:
             _, parts = loss(self.model, orig, replay(orig, params), params)
             self.rec.cgc.append((batch_id, float(parts["consistency"]), len(batch)))
 
+    def _has_class(self, s: _Sample) -> bool:
+        """Whether the composite sampler can draw a class for the image (multi-label: one absent elsewhere)."""
+        sampler = self.composites
+        assert sampler is not None
+        if sampler.multi_label:
+            return bool((sampler.labels[s.index] & sampler.has_negative).any())
+        return s.label is not None and s.label >= 0
+
+    def _nqh(self, samples: list[_Sample]) -> None:
+        from torchvision import tv_tensors
+
+        from ..objectives import make_composite
+        from ..saliency.postprocess import normalize_sum, upsample
+
+        assert self.composites is not None
+        usable = [s for s in samples if self._has_class(s)]
+        for method in self.methods:
+            self.rec.skips.append(("nqh", method, "no_class", len(samples) - len(usable)))
+        if not usable:
+            return
+        draws = [self.composites.draw(s.index) for s in usable]
+        view = self.views["nqh"]
+
+        def tile(image: Tensor) -> Tensor:
+            return view(tv_tensors.Image(image)).as_subclass(Tensor)
+
+        queries = torch.stack([tile(s.image) for s in usable])
+        distractors = torch.stack([torch.stack([tile(self.rows[j].image) for j in d.distractors]) for d in draws])
+        quadrants = torch.tensor([d.quadrant for d in draws])
+        x = make_composite(queries, distractors, quadrants).to(self.device)
+        targets = torch.tensor([d.target for d in draws], device=self.device)
+        for method in self.methods:
+            maps = normalize_sum(upsample(self._maps(method, x, targets), tuple(x.shape[-2:])).clamp_min(0))
+            res = negative_quadrants_heatmap(maps, quadrants.to(self.device))
+            for j, v in zip(res.index.tolist(), res.values.tolist(), strict=True):
+                self.rec.values.append(("nqh", method, 0, usable[j].index, draws[j].target, float(v)))
+            self.rec.skips.append(("nqh", method, "zero_map", res.n_skipped["zero_map"]))
+
+    def _ssim(self, chunk_id: int, samples: list[_Sample]) -> None:
+        from ..saliency.postprocess import normalize_minmax, upsample
+        from ..transforms import CropFlipParams, draw_crop_flip, replay
+
+        cfg = self.cfg
+        inputs = self._inputs(samples, "ssim")
+        gen = torch.Generator().manual_seed(cfg.seed + chunk_id)
+        # one draw per image in chunk order, on the image's own pixel grid (integer boxes there)
+        params = [
+            draw_crop_flip(1, tuple(t.shape[-2:]), cfg.ssim_scale, cfg.ssim_ratio, cfg.ssim_flip_p, generator=gen)
+            for t in inputs
+        ]
+        for group in _by_shape(inputs):
+            x = torch.stack([inputs[i] for i in group]).to(self.device)
+            p = CropFlipParams.cat([params[i] for i in group])
+            xt = replay(x, p.to(self.device))
+            size = tuple(x.shape[-2:])
+            with torch.no_grad():
+                pred = self.model(x).argmax(1)
+            for method in self.methods:
+                orig = normalize_minmax(upsample(self._maps(method, x, pred), size).clamp_min(0))
+                moved = normalize_minmax(upsample(self._maps(method, xt, pred), size).clamp_min(0))
+                back, valid = _warp_back(moved, p)
+                res = ssim_consistency(orig, back, valid, cfg.ssim_window)
+                for j, v in zip(res.index.tolist(), res.values.tolist(), strict=True):
+                    self.rec.values.append(("ssim", method, 0, samples[group[j]].index, int(pred[j]), float(v)))
+                for reason in ("constant_maps", "empty_valid_region"):
+                    self.rec.skips.append(("ssim", method, reason, res.n_skipped[reason]))
+
+
+def _warp_back(maps: Tensor, params: CropFlipParams) -> tuple[Tensor, Tensor]:
+    """Invert a crop + flip on maps of the transformed images: each map back in the original frame, and where.
+
+    The inverse of :func:`consistentzoo.transforms.replay` at the maps' own size: unflip, resize (bilinear,
+    ``align_corners=False``, antialiased when shrinking) to the crop box and paste it there; zero elsewhere.
+
+    Args:
+        maps: ``[B, H, W]`` maps of ``replay(x, params)`` for inputs ``x`` of size ``H x W``.
+        params: the recorded crops and flips, drawn on that ``H x W`` grid (so the boxes are whole pixels).
+
+    Returns:
+        ``(maps_back, valid)``: ``[B, H, W]`` maps and the boolean crop-box masks.
+    """
+    import torch.nn.functional as F
+
+    b, h, w = maps.shape
+    if len(params) != b:
+        raise ValueError(f"batch of {b} maps but {len(params)} recorded parameters")
+    back = maps.new_zeros(b, h, w)
+    valid = torch.zeros(b, h, w, dtype=torch.bool, device=maps.device)
+    boxes = params.pixel_boxes((h, w)).round().long().tolist()
+    for i, (top, left, bh, bw) in enumerate(boxes):
+        m = maps[i].flip(-1) if bool(params.flips[i]) else maps[i]
+        if (bh, bw) != (h, w):
+            m = F.interpolate(m[None, None], (bh, bw), mode="bilinear", align_corners=False, antialias=True)[0, 0]
+        back[i, top : top + bh, left : left + bw] = m
+        valid[i, top : top + bh, left : left + bw] = True
+    return back, valid
+
 
 def _check_dataset(ds: datasets.Dataset, specs: list[MetricSpec], methods: list[str]) -> None:
     cols = set(ds.column_names)
@@ -507,8 +682,8 @@ def evaluate(
     Returns:
         Rows ``{model, tag, dataset, split, method, metric, value, std, n, skipped}`` (``method`` None for metrics
         on no map; ``std`` over seeds for SPG, else None; ``n`` images or (image, class) pairs scored; ``skipped``
-        reason -> count). Values are fractions in [0, 1] (losses for ``cgc_loss``), never NaN: a metric that scored
-        nothing gets no row (a warning says why).
+        reason -> count). Values are fractions in [0, 1] (losses for ``cgc_loss``, ``ssim`` in [-1, 1]), never NaN:
+        a metric that scored nothing gets no row (a warning says why).
 
     Raises:
         UnknownMetricError: an unknown metric name.
@@ -545,13 +720,14 @@ def evaluate(
     n = len(dataset)
     chunks = [list(range(i, min(i + cfg.batch_size, n))) for i in range(0, n, cfg.batch_size)]
     mine = list(range(rank, len(chunks), world))
+    rows = _Rows(dataset)
     loader = torch.utils.data.DataLoader(
-        _Rows(dataset),
+        rows,
         batch_sampler=[chunks[k] for k in mine],
         collate_fn=_as_list,
         num_workers=cfg.num_workers,
     )
-    ev = _Evaluator(model, specs, methods_used, cfg, device)
+    ev = _Evaluator(model, specs, methods_used, cfg, device, rows)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=sum(len(chunks[k]) for k in mine), unit="img", disable=not (cfg.progress and main))
@@ -604,7 +780,7 @@ def _aggregate(
 
     for spec in specs:
         key = spec.keys[0]
-        if spec.view in ("loc", "faith"):
+        if spec.needs_method:
             for method in methods:
                 if spec.name == "spg":
                     per_seed = [values.get((spec.name, method, k), []) for k in range(cfg.spg_seeds)]
