@@ -26,7 +26,7 @@ copy, :func:`load` raises ``DatasetUnavailableError`` naming the dataset, the Hu
 ``hub_timeout`` seconds. New datasets: ``register_dataset(DatasetSpec(...))``.
 """
 
-from . import coco, fine_grained, generic, imagenet, small, unrel  # noqa: F401  (register the loaders)
+from . import coco, fashion_scenes, fine_grained, generic, imagenet, small, unrel  # noqa: F401  (register the loaders)
 from .collate import collate
 from .errors import (
     AnnotationFormatError,

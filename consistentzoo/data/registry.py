@@ -36,6 +36,8 @@ class DatasetSpec:
         from_hub: ``from_hub(ds, split, **kw)`` converting a Hub (or parquet export) dataset to the common schema;
             None when no Hub copy is known.
         layout: one line describing the official local layout, quoted in error messages.
+        default_local: folders where a system package installs the dataset (Debian's ``dataset-fashion-mnist``);
+            with ``source=None`` the first that exists is used before the Hub is tried.
     """
 
     name: str
@@ -45,6 +47,7 @@ class DatasetSpec:
     from_hub: HubConverter | None = None
     layout: str = ""
     aliases: tuple[str, ...] = field(default=())
+    default_local: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -88,7 +91,8 @@ def load(
     Args:
         name: a registered name (:func:`list_datasets`), e.g. ``"coco"``, ``"cub200"``, ``"imagenet_1k"``.
         split: a split of that dataset (``"train"``, ``"test"``, ``"val2014"``, ...; each loader lists its own).
-        source: None for the dataset's default Hub id; a Hub id (``"org/name"``); a local directory in the
+        source: None for a system-installed copy (``DatasetSpec.default_local``) or else the dataset's default Hub
+            id; a Hub id (``"org/name"``); a local directory in the
             dataset's official layout; or a local parquet file / directory of parquet files (a Hub export).
         check_images: for local images, ``"none"``, ``"header"`` (default: parse the header and check the
             end-of-image marker) or ``"full"`` (decode every image). Unusable images are skipped and counted.
@@ -109,6 +113,8 @@ def load(
     spec = get_spec(name)
     if check_images not in IMAGE_CHECKS:
         raise UnknownDatasetError(check_images, IMAGE_CHECKS, kind="check_images value")
+    if source is None:
+        source = next((d for d in spec.default_local if Path(d).is_dir()), None)
     if source is None:
         if not spec.hub_ids or spec.from_hub is None:
             raise DatasetUnavailableError(
