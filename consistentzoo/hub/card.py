@@ -339,7 +339,7 @@ def build_card(
         image: path of the Grad-CAM overlay grid relative to the card (e.g. :data:`CARD_IMAGE_NAME`), or None to
             leave the figure slot empty.
         repo_id: Hub repository the card describes (default: ``rec.hub.repo_id``).
-        sha256: sha256 of the weights file (default: ``rec.hub.sha256``).
+        sha256: sha256 of the weights file (default: ``rec.expected_sha256``).
 
     Returns:
         A :class:`huggingface_hub.ModelCard`; ``str(card)`` is the README text.
@@ -348,7 +348,7 @@ def build_card(
 
     measured = _measured(rec, metrics)
     repo_id = repo_id or (rec.hub.repo_id if rec.hub else None)
-    sha256 = sha256 or (rec.hub.sha256 if rec.hub else None)
+    sha256 = sha256 or rec.expected_sha256
     _, gmp, objective = split_zoo_name(rec.zoo_name)
     eval_results = [
         EvalResult(

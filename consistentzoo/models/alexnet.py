@@ -115,7 +115,13 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 _WEIGHTS = [
     make_weights("alexnet_ce", "in1k", num_params=61100840, papers=("gc",)),
     make_weights("alexnet_gc", "in1k", num_params=61100840, papers=("gc",), objective_args={"lam": 25.0}),
-]
+    # Ours: Fashion-MNIST scenes at 128 px (recipes/fashion_scenes.py); GC starts from the CE model
+    make_weights("alexnet_ce", "fashion_scenes", num_params=57044810, papers=("gc",), input_size=(3, 128, 128)),
+    make_weights(
+        "alexnet_gc", "fashion_scenes", num_params=57044810, papers=("gc",), input_size=(3, 128, 128),
+        objective_args={"lam": 25.0, "finetune": True, "init": "alexnet_ce.fashion_scenes"},
+    ),
+]  # fmt: skip
 
 # ``alexnet`` itself is the base architecture saved configs name (timm has no AlexNet, so no name is overwritten)
 ZOO_NAMES = zoo_names("alexnet")

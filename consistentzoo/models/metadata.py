@@ -73,6 +73,7 @@ class ZooWeights:
         measured: metrics we measured (metric name -> value); empty until measured.
         hub: published location, or None while the weights are not published.
         local_dir: directory inside the repository holding committed weights, or None.
+        sha256: sha256 of the committed ``local_dir`` weights (Hub weights carry theirs in ``hub``).
         license: licence of the weights.
         description: one sentence for cards and ``torch.hub.help``.
     """
@@ -93,6 +94,7 @@ class ZooWeights:
     measured: dict[str, float] = field(default_factory=dict)
     hub: HubLocation | None = None
     local_dir: str | None = None
+    sha256: str | None = None
     license: str = "mit"
     description: str = ""
 
@@ -111,6 +113,11 @@ class ZooWeights:
         """The command that trains these weights."""
         script = "finetune" if self.objective_args.get("finetune") else f"train_{self.objective}"
         return f"accelerate launch recipes/{script}.py --config {self.recipe}"
+
+    @property
+    def expected_sha256(self) -> str | None:
+        """The sha256 any copy of these weights must have (committed or on the Hub), if recorded."""
+        return self.sha256 or (self.hub.sha256 if self.hub else None)
 
     @property
     def published(self) -> bool:

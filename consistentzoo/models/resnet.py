@@ -75,6 +75,10 @@ _FT50 = {"finetune": True, "init": "resnet50_ce.in1k"}
 _SEMI = {"finetune": True, "init": "swav_resnet50", "label_fraction": 0.01}
 _SSIM = {"alpha": 0.1, "beta": 1e-5, "p": 1}
 _CIFAR = {"model_args": {"stem": "cifar"}, "input_size": (3, 32, 32)}
+_FS = {"input_size": (3, 128, 128)}
+_FS_INIT = {"finetune": True, "init": "resnet18_ce.fashion_scenes"}
+_FS_GC = {"lam": 25.0, **_FS_INIT}
+_FS_CGC = {"lam": 1.0, "tau": 0.5, **_FS_INIT}
 
 # One record per weight tag the papers report. num_params is what the built model has (the schema test recounts).
 _WEIGHTS = [
@@ -138,6 +142,24 @@ _WEIGHTS = [
     make_weights(
         "resnet18_guided", "cifar100", num_params=11220132, papers=("guided",),
         objective_args={"lam": 7.5e-3, "error": "cosine"}, **_CIFAR,
+    ),
+    # Ours: Fashion-MNIST scenes (recipes/fashion_scenes.py), 128 px, trained on 2 CPU cores. The consistency models
+    # start from the CE model of the same pooling, as the papers do for COCO and the fine-grained sets.
+    make_weights("resnet18_ce", "fashion_scenes", num_params=11181642, papers=_BOTH, **_FS),
+    make_weights("resnet18_gc", "fashion_scenes", num_params=11181642, papers=_GC, objective_args=_FS_GC, **_FS),
+    make_weights("resnet18_cgc", "fashion_scenes", num_params=11181642, papers=_CGC, objective_args=_FS_CGC, **_FS),
+    make_weights(
+        "resnet18_ssim", "fashion_scenes", num_params=11181642, papers=("ssim",),
+        objective_args={**_SSIM, **_FS_INIT}, **_FS,
+    ),
+    make_weights(
+        "resnet18_guided", "fashion_scenes", num_params=11181642, papers=("guided",),
+        objective_args={"lam": 7.5e-3, "error": "cosine", **_FS_INIT}, **_FS,
+    ),
+    make_weights("resnet18_gmp_ce", "fashion_scenes", num_params=11181642, papers=_GC, **_FS),
+    make_weights(
+        "resnet18_gmp_gc", "fashion_scenes", num_params=11181642, papers=_GC,
+        objective_args={**_FS_GC, "init": "resnet18_gmp_ce.fashion_scenes"}, **_FS,
     ),
 ]  # fmt: skip
 

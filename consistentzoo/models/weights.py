@@ -190,7 +190,7 @@ def resolve_weights_file(rec: ZooWeights) -> Path:
         WeightsUnavailableError: not published, or the Hub cannot be reached and no local copy exists.
         WeightsIntegrityError: a file whose sha256 differs from the record (a cached download is removed).
     """
-    expected = rec.hub.sha256 if rec.hub else None
+    expected = rec.expected_sha256
     candidates = []
     if rec.local_dir:
         candidates.append(REPO_ROOT / rec.local_dir / WEIGHTS_NAME)

@@ -194,7 +194,7 @@ def build_model(cfg: TrainingConfig) -> nn.Module:
         rec = get_weights(m.init)
         path = resolve_weights_file(rec)
         load_into(
-            model, load_state_dict(path, rec.hub.sha256 if rec.hub else None), source=m.init, reset_head=m.reset_head
+            model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head
         )
     return model
 
