@@ -14,7 +14,8 @@ from consistentzoo.models.metadata import ARCHITECTURES, OBJECTIVES, REPO_ROOT
 from consistentzoo.models.reported import PAPERS, REPORTED
 
 MANDATORY = (
-    "zoo_name", "tag", "architecture", "objective", "dataset", "num_classes", "num_params", "papers", "license"
+    "zoo_name", "tag", "architecture", "objective", "dataset", "num_classes", "num_params", "papers", "license",
+    "description",
 )  # fmt: skip
 
 

@@ -91,6 +91,12 @@ def make_weights(
     arch, gmp, objective = split_zoo_name(zoo_name)
     dataset, num_classes = DATASET_TAGS[tag]
     model_args = {"global_pool": "max"} if gmp else {}
+    start = (objective_args or {}).get("init")
+    fields.setdefault(
+        "description",
+        f"{arch}{' (global max pooling)' if gmp else ''} trained with the {objective.upper()} objective on {dataset}"
+        + (f", starting from {start}" if start else ", from scratch"),
+    )
     return ZooWeights(
         zoo_name=zoo_name,
         tag=tag,
