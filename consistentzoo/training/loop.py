@@ -193,9 +193,7 @@ def build_model(cfg: TrainingConfig) -> nn.Module:
         # why load by hand: the starting tag (resnet50_ce.in1k) belongs to another zoo name than the model trained
         rec = get_weights(m.init)
         path = resolve_weights_file(rec)
-        load_into(
-            model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head
-        )
+        load_into(model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head)
     return model
 
 
