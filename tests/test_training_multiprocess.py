@@ -5,6 +5,8 @@
 - CGC: BatchNorm in train mode and negatives per process, so the reference is one process with gradient
   accumulation 2: it sees the same two per-process chunks (see ``consistentzoo.training.data``), each with its own
   BatchNorm statistics and its own negatives, and averages their gradients as DDP does.
+- Semi-supervised CGC (``cgc_semi``): the same, with the unlabelled stream sharded alongside (labelled + unlabelled
+  batch through one DDP forward).
 
 GC and CGC back-propagate through ``torch.autograd.grad(..., create_graph=True)`` inside DDP: the loop wraps the
 whole objective in DDP (``ObjectiveModule``), so DDP sees one forward per step and reduces the parameter gradients
@@ -33,13 +35,16 @@ CASES = {
     "ce": ({}, {"freeze_bn": True}, 1),
     "gc": ({"lam": 25.0}, {"freeze_bn": True}, 1),
     "cgc": ({"lam": 1.0, "tau": 0.5}, {}, 2),
+    "cgc_semi": ({"lam": 1.0, "tau": 0.5}, {}, 2),
 }
 
 
-def _config(data: Path, objective: str) -> dict:
-    args, model, _ = CASES[objective]
-    raw = tiny_config(data, objective, args, max_steps=2)
+def _config(data: Path, case: str) -> dict:
+    args, model, _ = CASES[case]
+    raw = tiny_config(data, case.removesuffix("_semi"), args, max_steps=2)
     raw["model"].update(model)
+    if case.endswith("_semi"):
+        raw["data"].update(label_fraction=0.5, unlabelled_batch_size=4)
     raw["optim"]["lr"] = 0.2
     return raw
 
@@ -87,7 +92,7 @@ def _initial_params(data: Path) -> dict[str, torch.Tensor]:
 
 
 def _ddp_main(data: Path, out: Path) -> None:
-    """The two-process side: CE, GC and CGC, two steps each, batch 2 per process."""
+    """The two-process side: CE, GC, CGC and semi-supervised CGC, two steps each, batch 2 per process."""
     for objective in CASES:
         metrics = train(
             config_from_dict(_config(data, objective)),

@@ -1,4 +1,4 @@
-"""Atomic, verifiable training checkpoints: model + optimiser + scheduler + RNG + sampler position.
+"""Atomic, verifiable training checkpoints: model + optimiser + scheduler + RNG + sampler positions.
 
 Layout of ``<output>/checkpoints/step_000120/``::
 
@@ -6,7 +6,8 @@ Layout of ``<output>/checkpoints/step_000120/``::
     optimizer.pt           optimiser state (tensors and numbers only; loaded with ``weights_only=True``)
     scheduler.pt           LR scheduler state
     rng_<rank>.pt          torch / numpy / python RNG states of each process
-    state.json             step, epoch, step in epoch, model name, config fingerprint, world size
+    state.json             step, epoch, step in epoch, unlabelled-stream position, model name, config fingerprint,
+                           world size
     config.yaml            the resolved config of the run
     manifest.json          sha256 of every file above — written last
 
@@ -72,6 +73,8 @@ class TrainerState:
         num_classes: classifier outputs.
         fingerprint: hash of the config fields that must not change across a resume.
         world_size: processes of the run that wrote it.
+        unlabelled_cycle: semi-supervised: passes started over the unlabelled stream (its sampler's epoch).
+        unlabelled_step: semi-supervised: optimiser steps done in the current unlabelled cycle.
     """
 
     step: int = 0
@@ -81,6 +84,8 @@ class TrainerState:
     num_classes: int = 0
     fingerprint: str = ""
     world_size: int = 1
+    unlabelled_cycle: int = 0
+    unlabelled_step: int = 0
 
 
 def sha256_file(path: Path) -> str:

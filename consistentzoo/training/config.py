@@ -81,7 +81,12 @@ class DataConfig:
         load_kwargs: dataset-specific options of ``consistentzoo.data.load`` (``train_per_class``, ``masks``, ...).
         few_shot: images per class for the few-shot protocol (1, 5 or 10; the rest of the split is validation).
         episode: which of the 20 seeded few-shot episodes.
-        label_fraction: share of labelled images for semi-supervised training (CGC: 0.01).
+        label_fraction: share of labelled images for semi-supervised training (CGC: 0.01); the split is
+            ``consistentzoo.data.labelled_split`` (stratified, seeded by ``train.seed``).
+        unlabelled_batch_size: semi-supervised CGC only: global batch of the unlabelled stream (the rest of the
+            training split, CGC term only, its own cycling order) added to every optimiser step; ``null`` = the
+            labelled ``train.batch_size``, ``0`` = no unlabelled stream (labelled images only). Objectives without an
+            unlabelled term (CE, GC, SSIM, guided) train on the labelled share only.
     """
 
     dataset: str = "imagenet_1k"
@@ -94,6 +99,7 @@ class DataConfig:
     few_shot: int | None = None
     episode: int = 0
     label_fraction: float | None = None
+    unlabelled_batch_size: int | None = None
 
 
 @dataclass
@@ -156,6 +162,11 @@ class TrainConfig:
         max_train_samples: train on this many samples of the split (a seeded subset; smoke runs).
         max_eval_samples: evaluate on this many samples.
         eval_every: evaluate every this many steps (and at the end); 0 for only at the end.
+        eval_metrics: metric names of ``consistentzoo.metrics.evaluate`` computed at each evaluation (``top1``,
+            ``top5``, ``f1``, ``pg``, ``spg``, ``ch``, ``insertion``, ``cgc``, ...); ``null`` = the dataset's
+            classification metrics (``top1`` + ``top5`` single-label, ``top5`` only with >= 5 classes; ``f1``
+            multi-label), the cheap default. Localisation metrics need boxes in the evaluation split.
+        eval_method: the saliency method of the metrics on maps (``hirescam``: the element-wise Grad-CAM of GC/CGC).
         checkpoint_every: write a checkpoint every this many steps (and at the end); 0 for only at the end.
         keep_checkpoints: checkpoints kept (older ones are deleted once a newer one is complete).
         log_every: log the training losses every this many steps.
@@ -169,6 +180,8 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     eval_every: int = 0
+    eval_metrics: list[str] | None = None
+    eval_method: str = "hirescam"
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2
     log_every: int = 50
@@ -331,6 +344,43 @@ def _check_values(cfg: TrainingConfig) -> None:
         raise ConfigError(f"config key 'data.few_shot' must be 1, 5, 10 or null, got {cfg.data.few_shot}")
     if cfg.data.label_fraction is not None and not 0 < cfg.data.label_fraction < 1:
         raise ConfigError(f"config key 'data.label_fraction' must lie in (0, 1), got {cfg.data.label_fraction}")
+    _check_unlabelled(cfg)
+    _check_eval(cfg)
+
+
+def _check_unlabelled(cfg: TrainingConfig) -> None:
+    from .objectives import OBJECTIVES
+
+    n = cfg.data.unlabelled_batch_size
+    if n is None or n == 0:
+        return
+    if n < 0:
+        raise ConfigError(f"config key 'data.unlabelled_batch_size' must be >= 0 or null, got {n}")
+    if cfg.data.label_fraction is None:
+        raise ConfigError("config key 'data.unlabelled_batch_size' needs 'data.label_fraction' (semi-supervised)")
+    if not OBJECTIVES[cfg.objective.name].unlabelled:
+        valid = sorted(k for k, v in OBJECTIVES.items() if v.unlabelled)
+        raise ConfigError(
+            f"config key 'data.unlabelled_batch_size': objective {cfg.objective.name!r} has no unlabelled term "
+            f"(objectives with one: {', '.join(valid)}); leave it null"
+        )
+
+
+def _check_eval(cfg: TrainingConfig) -> None:
+    from ..metrics.evaluate import UnknownMetricError, resolve_metrics
+    from ..saliency import METHODS
+
+    if cfg.train.eval_metrics is not None:
+        if not cfg.train.eval_metrics:
+            raise ConfigError("config key 'train.eval_metrics' must name at least one metric, or be null")
+        try:
+            resolve_metrics(cfg.train.eval_metrics)
+        except UnknownMetricError as e:
+            raise ConfigError(f"config key 'train.eval_metrics': {e}") from None
+    if cfg.train.eval_method not in METHODS:
+        raise ConfigError(
+            f"config key 'train.eval_method' must be one of {', '.join(METHODS)}, got {cfg.train.eval_method!r}"
+        )
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainingConfig:

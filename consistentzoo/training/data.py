@@ -5,6 +5,12 @@ crop) is seeded by ``(seed, epoch, index)`` alone, and the batch order by ``(see
 whatever the number of processes, DataLoader workers or restarts, and the sampler's position is just
 ``(epoch, step in epoch)``.
 
+Semi-supervised CGC (``data.label_fraction`` with an objective that has an unlabelled term): the rest of the
+training split is a second, unlabelled stream with its own :class:`StepBatches` order (salted apart from the labelled
+one) whose "epochs" are cycles: it restarts, reshuffled, whenever it runs out, independently of the labelled epoch.
+Its samples carry no label (the objective gives them its unlabelled term only) and are seeded by
+``(seed, cycle, index, 1)``; its position ``(cycle, step in cycle)`` is saved in the checkpoint's state.
+
 Sharding rule: the global batch of one optimiser step is ``G = per_device × processes × accumulation`` indices of
 the epoch's permutation; micro-batch ``m`` of process ``r`` takes chunk ``m · processes + r`` of it. One process with
 accumulation ``k`` therefore sees exactly the chunks that ``k`` processes see in one micro-batch each (the reference
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["EvalSet", "StepBatches", "TrainSet", "collate_views", "load_splits"]
+__all__ = ["Splits", "StepBatches", "TrainSet", "collate_views", "load_splits", "unlabelled_batch_size"]
 
 
 def _sample_seed(*keys: int) -> int:
@@ -74,13 +80,18 @@ class TrainSet(torch.utils.data.Dataset):
         image_size: crop size.
         augment: ``rrc`` or ``pad_crop``.
         seed: the run's seed.
+        labelled: ``False`` for the unlabelled stream of semi-supervised training: samples carry no label (nor
+            CGC's CE-only ``xe`` view) and their random draws are seeded apart from the labelled stream's.
     """
 
-    def __init__(self, ds: datasets.Dataset, views: str, image_size: int, augment: str, seed: int):
+    def __init__(
+        self, ds: datasets.Dataset, views: str, image_size: int, augment: str, seed: int, labelled: bool = True
+    ):
         self.ds = ds
         self.views = views
         self.size = image_size
         self.seed = seed
+        self.labelled = labelled
         self.train_view = _train_view(image_size, augment)
         self.center_view = _center_view(image_size)
         self.multilabel = "labels" in ds.column_names
@@ -99,17 +110,22 @@ class TrainSet(torch.utils.data.Dataset):
         # why fork_rng: torchvision's random transforms draw from the global generator; seeding it per sample makes
         # a sample independent of workers, processes and restarts without disturbing the caller's RNG.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_sample_seed(self.seed, epoch, index))
+            keys = (self.seed, epoch, index) if self.labelled else (self.seed, epoch, index, 1)
+            torch.manual_seed(_sample_seed(*keys))
             return self._sample(epoch, index)
 
     def _sample(self, epoch: int, index: int) -> dict[str, Any]:
         row = self.ds[index]
-        out: dict[str, Any] = {"id": str(row["id"]), "index": index, **self._label(row)}
+        out: dict[str, Any] = {"id": str(row["id"]), "index": index}
+        if self.labelled:
+            out.update(self._label(row))
         img = _image_tensor(row)
         if self.views == "cgc":
             orig = self.center_view(img)
             params = draw_crop_flip(1, (self.size, self.size))
-            out.update(orig=orig, aug=replay(orig[None], params)[0], params=params, xe=self.train_view(img))
+            out.update(orig=orig, aug=replay(orig[None], params)[0], params=params)
+            if self.labelled:
+                out["xe"] = self.train_view(img)
             return out
         out["image"] = self.train_view(img)
         if self.views == "pair":
@@ -121,25 +137,6 @@ class TrainSet(torch.utils.data.Dataset):
             out["distractors"] = torch.stack([self.train_view(_image_tensor(self.ds[j])) for j in draw.distractors])
             out.update(quadrant=torch.tensor(draw.quadrant), target=torch.tensor(draw.target))
         return out
-
-
-class EvalSet(torch.utils.data.Dataset):
-    """Evaluation samples: the centre view (Resize + CenterCrop) and the label."""
-
-    def __init__(self, ds: datasets.Dataset, image_size: int):
-        self.ds = ds
-        self.view = _center_view(image_size)
-        self.multilabel = "labels" in ds.column_names
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self.ds[index]
-        key = "labels" if self.multilabel else "label"
-        dtype = torch.float32 if self.multilabel else torch.int64
-        label = torch.as_tensor(row[key], dtype=dtype)
-        return {"id": str(row["id"]), "image": self.view(_image_tensor(row)), key: label}
 
 
 def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,6 +164,7 @@ class StepBatches:
         rank: this process.
         accumulation: micro-batches per optimiser step.
         seed: the run's seed.
+        salt: keeps the permutations of different streams apart (labelled 7, unlabelled 13).
     """
 
     num_samples: int
@@ -175,6 +173,7 @@ class StepBatches:
     rank: int
     accumulation: int
     seed: int
+    salt: int = 7
 
     @property
     def global_batch(self) -> int:
@@ -187,7 +186,7 @@ class StepBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[list[tuple[int, int]]]]:
         """For each step from ``start_step``: this process's micro-batches as lists of ``(epoch, index)`` keys."""
-        perm = np.random.default_rng([self.seed, epoch, 7]).permutation(self.num_samples)
+        perm = np.random.default_rng([self.seed, epoch, self.salt]).permutation(self.num_samples)
         for step in range(start_step, self.steps_per_epoch):
             chunk = perm[step * self.global_batch : (step + 1) * self.global_batch]
             micro = []
@@ -203,17 +202,44 @@ def _subset(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
     return ds.select(np.sort(np.random.default_rng([seed, 11]).permutation(len(ds))[:n]))
 
 
-def load_splits(cfg: TrainingConfig) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The training split and the evaluation split (or ``None``), after few-shot / semi-supervised / size limits.
+class Splits(NamedTuple):
+    """The datasets of a run.
+
+    Attributes:
+        train: the (labelled) training set.
+        evaluation: the evaluation set, or ``None``.
+        unlabelled: semi-supervised: the rest of the training split (labels never read), or ``None``.
+    """
+
+    train: datasets.Dataset
+    evaluation: datasets.Dataset | None
+    unlabelled: datasets.Dataset | None = None
+
+
+def unlabelled_batch_size(cfg: TrainingConfig) -> int:
+    """Global batch of the unlabelled stream: 0 when the run has none (no ``data.label_fraction``, an objective
+    without an unlabelled term, or ``data.unlabelled_batch_size: 0``)."""
+    from .objectives import OBJECTIVES
+
+    spec = OBJECTIVES.get(cfg.objective.name)
+    if cfg.data.label_fraction is None or spec is None or not spec.unlabelled:
+        return 0
+    n = cfg.data.unlabelled_batch_size
+    return cfg.train.batch_size if n is None else n
+
+
+def load_splits(cfg: TrainingConfig) -> Splits:
+    """The training, evaluation and unlabelled splits, after few-shot / semi-supervised / size limits.
 
     Few-shot (``data.few_shot``): episode ``data.episode`` of ``few_shot_episodes`` on the training split; the
     episode's other images are the evaluation set (the CGC paper's protocol). Semi-supervised
-    (``data.label_fraction``): only the labelled share is kept (see the recipes README: the unlabelled stream of the
-    CGC paper is not implemented).
+    (``data.label_fraction``): ``labelled_split`` keeps the labelled share as the training set; the complement is the
+    unlabelled stream when the objective has an unlabelled term (:func:`unlabelled_batch_size`), else it is dropped
+    (the CE baseline of the semi-supervised table). ``train.max_train_samples`` caps both sets.
     """
     d: DataConfig = cfg.data
     train = load(d.dataset, d.train_split, d.source, **d.load_kwargs)
-    evaluation = None
+    evaluation = unlabelled = None
     if d.few_shot is not None:
         episode = few_shot_episodes(_labels_of(train), d.few_shot, num_episodes=d.episode + 1, seed=cfg.train.seed)[
             d.episode
@@ -222,10 +248,22 @@ def load_splits(cfg: TrainingConfig) -> tuple[datasets.Dataset, datasets.Dataset
     elif d.eval_split is not None:
         evaluation = load(d.dataset, d.eval_split, d.source, **d.load_kwargs)
     if d.label_fraction is not None:
-        labelled, _ = labelled_split(_labels_of(train), d.label_fraction, seed=cfg.train.seed)
-        _logger.warning("label_fraction=%s: training on the %d labelled images only", d.label_fraction, len(labelled))
+        labelled, rest = labelled_split(_labels_of(train), d.label_fraction, seed=cfg.train.seed)
+        if unlabelled_batch_size(cfg):
+            unlabelled = _subset(train.select(rest), cfg.train.max_train_samples, cfg.train.seed)
+            _logger.info(
+                "label_fraction=%s: %d labelled images, %d unlabelled for the %s term only",
+                d.label_fraction,
+                len(labelled),
+                len(unlabelled),
+                cfg.objective.name,
+            )
+        else:
+            _logger.warning(
+                "label_fraction=%s: training on the %d labelled images only", d.label_fraction, len(labelled)
+            )
         train = train.select(labelled)
     train = _subset(train, cfg.train.max_train_samples, cfg.train.seed)
     if evaluation is not None:
         evaluation = _subset(evaluation, cfg.train.max_eval_samples, cfg.train.seed)
-    return train, evaluation
+    return Splits(train, evaluation, unlabelled)

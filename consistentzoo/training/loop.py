@@ -10,6 +10,16 @@ Batch sizes: ``train.batch_size`` is the global batch of the paper. Each optimis
 ``per_device = batch_size / (processes × grad_accum)`` samples per micro-batch; CGC's negatives are the other
 ``per_device − 1`` maps of a micro-batch (never gathered across processes, as in the paper).
 
+Semi-supervised CGC (``data.label_fraction``; see ``consistentzoo.training.data``): every micro-batch of labelled
+images (the full objective, CE + λ·CGC) is paired with a micro-batch of the unlabelled stream
+(``data.unlabelled_batch_size / (processes × grad_accum)`` images, the λ·CGC term only: they carry no label); both
+losses are summed before the backward. The unlabelled stream cycles on its own, and its position is checkpointed.
+
+Evaluation (every ``train.eval_every`` steps and at the end): :func:`consistentzoo.metrics.evaluate.evaluate` on the
+evaluation split with the metrics of ``train.eval_metrics`` (default: top-1/top-5, or F1 on multi-label data) and the
+saliency method ``train.eval_method``, at sizes scaled from ``data.image_size`` (:func:`eval_config`); the values go
+to the trackers and to ``metrics.json`` as ``eval/<metric>``.
+
 Non-finite loss rule (``train.on_nan: stop``, the only rule): the loss is checked on every micro-batch, before its
 backward, on every process (one all-reduce of a flag). If any process sees NaN or ±inf, every process stops at that
 step: the step, epoch and the ids of each process's batch are logged as an error and written to
@@ -24,7 +34,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,23 +52,26 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .config import ConfigError, TrainingConfig, config_to_dict, save_config
-from .data import EvalSet, StepBatches, TrainSet, collate_views, load_splits
+from .data import StepBatches, TrainSet, collate_views, load_splits, unlabelled_batch_size
 from .objectives import ObjectiveModule, build_objective
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["Callback", "EvalCallback", "Hardware", "Loop", "NonFiniteLossError", "evaluate", "train"]
+__all__ = ["Callback", "EvalCallback", "Hardware", "Loop", "NonFiniteLossError", "eval_config", "evaluate", "train"]
 
 # config fields that may change between a run and its resume (bookkeeping and where the data lives)
 _RESUME_FREE = {
     ("train", "max_steps"),
     ("train", "eval_every"),
+    ("train", "eval_metrics"),
+    ("train", "eval_method"),
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
     ("train", "log_every"),
     ("train", "max_eval_samples"),
     ("data", "source"),
 }
+_HASHED_WHEN_SET = {("data", "unlabelled_batch_size")}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -112,55 +125,104 @@ class Loop:
         self.history.append({"step": self.state.step, **values})
 
 
-def evaluate(model: nn.Module, loader: Iterable[dict[str, Any]], accelerator: Any) -> dict[str, float]:
-    """Classification metrics of ``model`` on this process's share of the evaluation data, reduced over processes.
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    accelerator: Any,
+    metrics: Sequence[str],
+    method: str = "hirescam",
+    config: Any = None,
+) -> dict[str, float]:
+    """``metrics`` of ``model`` on ``dataset`` through :func:`consistentzoo.metrics.evaluate.evaluate`.
 
-    Single-label: top-1 / top-5 accuracy (``consistentzoo.metrics.topk_accuracy``); multi-label: CF1 / OF1
-    (``consistentzoo.metrics.multilabel_f1``) on every process's scores gathered.
+    Every process evaluates its share of the batch plan and the evaluator gathers the per-image values, so every
+    process returns the same numbers, those of one process.
+
+    Args:
+        model: the unwrapped classifier.
+        dataset: the evaluation split (a ``datasets.Dataset`` in the common schema).
+        accelerator: the run's accelerator.
+        metrics: metric names (``top1``, ``pg``, ...).
+        method: saliency method of the metrics on maps.
+        config: a :class:`~consistentzoo.metrics.evaluate.EvalConfig` (see :func:`eval_config`).
+
+    Returns:
+        ``{"eval/<metric>": value}`` (``eval/<metric>_std`` too where the metric has one, SPG); a metric that
+        scored no image has no entry (the evaluator warns).
     """
-    from accelerate.utils import gather_object
+    from ..metrics.evaluate import evaluate as evaluate_rows
 
-    from ..metrics import multilabel_f1, topk_accuracy
-
-    was_training = model.training
-    model.eval()
-    hits: dict[int, Tensor] = {}
-    count = torch.zeros((), device=accelerator.device)
-    scores, targets = [], []
-    with torch.no_grad():
-        for batch in loader:
-            logits = model(batch["image"].to(accelerator.device)).float()
-            if "labels" in batch:
-                scores.append(logits.sigmoid().cpu())
-                targets.append(batch["labels"])
-                continue
-            ks = [k for k in (1, 5) if k <= logits.shape[1]]
-            for k, v in topk_accuracy(logits, batch["label"].to(logits.device), ks).items():
-                hits[k] = hits.get(k, torch.zeros((), device=accelerator.device)) + v.sum()
-            count += logits.shape[0]
-    model.train(was_training)
-    if scores or targets:
-        all_scores = torch.cat([t for part in gather_object([torch.cat(scores)]) for t in [part]])
-        all_targets = torch.cat(gather_object([torch.cat(targets)]))
-        f1 = multilabel_f1(all_scores, all_targets)
-        return {"eval/cf1": f1.cf1, "eval/of1": f1.of1}
-    total = accelerator.reduce(count, "sum")
-    out = {}
-    for k in (1, 5):
-        if k in hits:
-            out[f"eval/top{k}"] = float(accelerator.reduce(hits[k], "sum") / total.clamp(min=1))
+    rows = evaluate_rows(model, dataset, [method], metrics, config=config, accelerator=accelerator)
+    out: dict[str, float] = {}
+    for row in rows:
+        out[f"eval/{row['metric']}"] = float(row["value"])
+        if row["std"] is not None:
+            out[f"eval/{row['metric']}_std"] = float(row["std"])
     return out
 
 
-class EvalCallback(Callback):
-    """Evaluate every ``every`` steps (``0``: never during training; the loop evaluates at the end anyway)."""
+def eval_config(cfg: TrainingConfig, batch_size: int, num_workers: int) -> Any:
+    """The evaluator's settings for a run: the papers' protocol sizes scaled from ``data.image_size``.
 
-    def __init__(self, loader: Iterable[dict[str, Any]], every: int):
-        self.loader = loader
+    At 224 px these are the papers' values: classification Resize(256) + CenterCrop(224) (the training loop's centre
+    view), PG/SPG/CH at 448 px with a 15 px pointing radius, faithfulness at 224 px; CGC's temperature is the
+    objective's ``tau`` when it has one.
+    """
+    from ..metrics.evaluate import EvalConfig
+
+    size = cfg.data.image_size
+    cls_size = round(size * 256 / 224)
+    return EvalConfig(
+        batch_size=batch_size,
+        loc_size=2 * size,
+        faith_size=size,
+        cls_size=cls_size,
+        cls_crop=size,
+        cgc_size=cls_size,
+        cgc_crop=size,
+        cgc_tau=float(cfg.objective.args.get("tau", 0.5)),
+        tolerance=15.0 * size / 224,
+        seed=cfg.train.seed,
+        num_workers=num_workers,
+        progress=False,
+    )
+
+
+def default_eval_metrics(cfg: TrainingConfig, dataset: Any) -> list[str]:
+    """``train.eval_metrics``, or the dataset's cheap classification metrics when it is ``null``.
+
+    Raises:
+        ConfigError: ``top5`` asked of a model with fewer than 5 classes.
+    """
+    if cfg.train.eval_metrics is not None:
+        if "top5" in cfg.train.eval_metrics and cfg.model.num_classes < 5:
+            raise ConfigError(f"config key 'train.eval_metrics': top5 needs >= 5 classes, got {cfg.model.num_classes}")
+        return list(cfg.train.eval_metrics)
+    if "labels" in dataset.column_names:
+        return ["f1"]
+    return ["top1", "top5"] if cfg.model.num_classes >= 5 else ["top1"]
+
+
+class EvalCallback(Callback):
+    """Evaluate every ``every`` steps (``0``: never during training; the loop evaluates at the end anyway).
+
+    Args:
+        dataset: the evaluation split.
+        every: steps between evaluations.
+        metrics: metric names of :func:`consistentzoo.metrics.evaluate.evaluate`.
+        method: saliency method of the metrics on maps.
+        config: the evaluator's settings (:func:`eval_config`).
+    """
+
+    def __init__(self, dataset: Any, every: int, metrics: Sequence[str], method: str = "hirescam", config: Any = None):
+        self.dataset = dataset
         self.every = every
+        self.metrics = list(metrics)
+        self.method = method
+        self.config = config
 
     def __call__(self, loop: Loop) -> dict[str, float]:
-        values = evaluate(loop.model, self.loader, loop.accelerator)
+        values = evaluate(loop.model, self.dataset, loop.accelerator, self.metrics, self.method, self.config)
         loop.log(values)
         _logger.info("step %d: %s", loop.state.step, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         return values
@@ -176,6 +238,10 @@ def _fingerprint(cfg: TrainingConfig) -> str:
     raw = config_to_dict(cfg)
     for section, key in _RESUME_FREE:
         raw[section].pop(key, None)
+    # keys added after checkpoints were written hash only when set, so those checkpoints stay resumable
+    for section, key in _HASHED_WHEN_SET:
+        if raw[section].get(key) is None:
+            raw[section].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -229,14 +295,14 @@ def _freeze_bn(model: nn.Module) -> None:
             mod.eval()
 
 
-def _check_finite(total: Tensor, batch: dict[str, Any], accelerator: Any, state: TrainerState, out: Path) -> None:
+def _check_finite(total: Tensor, batch_ids: list[str], accelerator: Any, state: TrainerState, out: Path) -> None:
     """Stop every process when any process's loss is not finite (see the module docstring)."""
     from accelerate.utils import gather_object
 
     bad = torch.tensor(0.0 if torch.isfinite(total.detach()).all() else 1.0, device=accelerator.device)
     if float(accelerator.reduce(bad, "sum")) == 0:
         return
-    ids = gather_object([{"rank": accelerator.process_index, "loss": float(total.detach()), "ids": batch["id"]}])
+    ids = gather_object([{"rank": accelerator.process_index, "loss": float(total.detach()), "ids": batch_ids}])
     report = {"step": state.step + 1, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "batches": ids}
     message = f"non-finite loss at step {state.step + 1} (epoch {state.epoch}); batch ids per process: {ids}"
     if accelerator.is_main_process:
@@ -269,6 +335,15 @@ def _epoch_loader(
     it = iter(loader)
     for _ in range(len(micro) // order.accumulation):
         yield [next(it) for _ in range(order.accumulation)]
+
+
+def _cycling_loader(
+    dataset: TrainSet, order: StepBatches, cycle: int, start: int, workers: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The unlabelled stream: :func:`_epoch_loader` over cycles ``cycle, cycle + 1, ...`` from step ``start``."""
+    while True:
+        yield from _epoch_loader(dataset, order, cycle, start, workers)
+        cycle, start = cycle + 1, 0
 
 
 def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
@@ -305,11 +380,29 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
 
     # Data: every process loads the same split; the batch order shards it (see consistentzoo.training.data).
     with accelerator.main_process_first():
-        train_ds, eval_ds = load_splits(cfg)
+        train_ds, eval_ds, unlabelled_ds = load_splits(cfg)
     dataset = TrainSet(train_ds, spec.views, cfg.data.image_size, cfg.data.augment, cfg.train.seed)
     order = StepBatches(len(dataset), per_device, world, rank, hw.grad_accum, cfg.train.seed)
     if order.steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(dataset)} training images")
+    # Semi-supervised: the unlabelled stream, sharded like the labelled one but with its own order and cycle.
+    unl_dataset = unl_order = None
+    if unlabelled_ds is not None:
+        unl_global = unlabelled_batch_size(cfg)
+        unl_per_device, rest = divmod(unl_global, world * hw.grad_accum)
+        if rest or unl_per_device < 1:
+            raise ConfigError(
+                f"data.unlabelled_batch_size={unl_global} does not split into {world} processes × {hw.grad_accum} "
+                "accumulation steps"
+            )
+        unl_dataset = TrainSet(
+            unlabelled_ds, spec.views, cfg.data.image_size, cfg.data.augment, cfg.train.seed, labelled=False
+        )
+        unl_order = StepBatches(len(unl_dataset), unl_per_device, world, rank, hw.grad_accum, cfg.train.seed, salt=13)
+        if unl_order.steps_per_epoch == 0:
+            raise ConfigError(
+                f"data.unlabelled_batch_size={unl_global} is larger than the {len(unl_dataset)} unlabelled images"
+            )
     total_steps = cfg.train.epochs * order.steps_per_epoch
     if cfg.train.max_steps is not None:
         total_steps = min(total_steps, cfg.train.max_steps)
@@ -334,6 +427,7 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
         if blobs["rng"] is not None:
             set_rng_state(blobs["rng"])
         state.step, state.epoch, state.step_in_epoch = saved.step, saved.epoch, saved.step_in_epoch
+        state.unlabelled_cycle, state.unlabelled_step = saved.unlabelled_cycle, saved.unlabelled_step
         _logger.info("resumed from %s at step %d", path, state.step)
 
     # Wrap the objective, not the bare network: the loss calls forward_features/forward_head itself, and DDP must
@@ -347,11 +441,13 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
 
     eval_cb = None
     if eval_ds is not None:
-        eval_shard = torch.utils.data.Subset(EvalSet(eval_ds, cfg.data.image_size), range(rank, len(eval_ds), world))
-        eval_loader = torch.utils.data.DataLoader(
-            eval_shard, batch_size=per_device, collate_fn=collate_views, num_workers=hw.num_workers
+        eval_cb = EvalCallback(
+            eval_ds,
+            cfg.train.eval_every,
+            default_eval_metrics(cfg, eval_ds),
+            cfg.train.eval_method,
+            eval_config(cfg, per_device, hw.num_workers),
         )
-        eval_cb = EvalCallback(eval_loader, cfg.train.eval_every)
     loop = Loop(accelerator, model, state)
     callbacks = [c for c in (eval_cb,) if c is not None] + list(callbacks)
 
@@ -379,6 +475,11 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
 
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process, desc="train")
     started, seen, window, last_parts = time.perf_counter(), 0, [], {}
+    unlabelled = None
+    if unl_dataset is not None and unl_order is not None:
+        unlabelled = _cycling_loader(
+            unl_dataset, unl_order, state.unlabelled_cycle, state.unlabelled_step, hw.num_workers
+        )
     # The loop: epochs of optimiser steps, each of grad_accum micro-batches; the sampler resumes mid-epoch.
     while state.step < total_steps:
         for micro_batches in _epoch_loader(dataset, order, state.epoch, state.step_in_epoch, hw.num_workers):
@@ -386,11 +487,16 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
             if cfg.model.freeze_bn:
                 _freeze_bn(model)
             parts_sum: dict[str, float] = {}
-            for batch in micro_batches:
+            unl_batches = next(unlabelled) if unlabelled is not None else [None] * len(micro_batches)
+            for batch, unl_batch in zip(micro_batches, unl_batches, strict=True):
                 batch = _to_device(batch, accelerator.device)
+                ids = list(batch["id"])
+                if unl_batch is not None:
+                    unl_batch = _to_device(unl_batch, accelerator.device)
+                    ids += unl_batch["id"]
                 with accelerator.accumulate(objective):
-                    total, parts = objective(batch)
-                    _check_finite(total, batch, accelerator, state, out)
+                    total, parts = objective(batch) if unl_batch is None else objective(batch, unl_batch)
+                    _check_finite(total, ids, accelerator, state, out)
                     accelerator.backward(total)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -412,6 +518,10 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
                 window = []
             if state.step_in_epoch == order.steps_per_epoch:
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            if unl_order is not None:
+                state.unlabelled_step += 1
+                if state.unlabelled_step == unl_order.steps_per_epoch:
+                    state.unlabelled_cycle, state.unlabelled_step = state.unlabelled_cycle + 1, 0
             for cb in callbacks:
                 cb.on_step_end(loop)
             if state.step == total_steps:
@@ -439,6 +549,14 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
         "wall_s": wall,
         "samples_per_s": seen / wall if wall > 0 and seen else math.nan,
     }
+    if unl_order is not None:
+        metrics["unlabelled"] = {
+            "images": unl_order.num_samples,
+            "batch_size": unl_order.global_batch,
+            "steps_per_cycle": unl_order.steps_per_epoch,
+            "cycle": state.unlabelled_cycle,
+            "step_in_cycle": state.unlabelled_step,
+        }
     if accelerator.is_main_process:
         _write_outputs(model, cfg, out, metrics)
     accelerator.wait_for_everyone()

@@ -80,18 +80,21 @@ class ObjectiveSpec:
             view), ``composite`` (GC: the image, 3 distractors, a quadrant), ``cgc`` (orig, aug + recorded crop/flip,
             xe), ``pair`` (SSIM: a training view and its recorded re-crop).
         call: ``call(loss, model, batch) -> (total, parts)``.
+        unlabelled: the objective has a term without labels (CGC's contrastive term), so semi-supervised training
+            can feed it an unlabelled stream (a batch without ``label``/``labels`` gets that term only).
     """
 
     name: str
     loss_cls: type[nn.Module]
     views: str
     call: Callable[[nn.Module, nn.Module, Batch], tuple[Tensor, dict[str, Tensor]]]
+    unlabelled: bool = False
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "ce": ObjectiveSpec("ce", CrossEntropyLoss, "plain", _call_plain),
     "gc": ObjectiveSpec("gc", GCLoss, "composite", _call_gc),
-    "cgc": ObjectiveSpec("cgc", CGCLoss, "cgc", _call_cgc),
+    "cgc": ObjectiveSpec("cgc", CGCLoss, "cgc", _call_cgc, unlabelled=True),
     "ssim": ObjectiveSpec("ssim", SSIMSparsityLoss, "pair", _call_ssim),
     "guided": ObjectiveSpec("guided", GuidedGradientLoss, "plain", _call_plain),
 }
@@ -112,9 +115,23 @@ class ObjectiveModule(nn.Module):
         self.loss = loss
         self.spec = spec
 
-    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """The objective on one batch, in the model's current mode."""
-        return self.spec.call(self.loss, self.model, batch)
+    def forward(self, batch: Batch, unlabelled: Batch | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective on one batch, in the model's current mode.
+
+        Args:
+            batch: a labelled batch (the full objective).
+            unlabelled: semi-supervised: a batch without labels, whose loss (the objective's unlabelled term, CGC:
+                ``λ · L_CGC``) is added to the total; its parts are reported as ``unlabelled_<part>``. Both go
+                through one forward of this module, so DDP sees one forward per step.
+        """
+        total, parts = self.spec.call(self.loss, self.model, batch)
+        if unlabelled is not None:
+            if "label" in unlabelled or "labels" in unlabelled:
+                raise ValueError("the unlabelled batch carries labels; it must feed the unlabelled term only")
+            extra, extra_parts = self.spec.call(self.loss, self.model, unlabelled)
+            total = total + extra
+            parts = {**parts, **{f"unlabelled_{k}": v for k, v in extra_parts.items()}}
+        return total, parts
 
 
 def build_objective(name: str, args: dict[str, Any], image_size: int) -> tuple[ObjectiveSpec, nn.Module]:
