@@ -159,11 +159,14 @@ def overlay_grid(path: Path, folders: dict[str, Path], test: datasets.Dataset, n
         maps = saliency.compute(METHOD, model, normalize(images, cfg["mean"], cfg["std"]), targets=labels)
         for row, r, m in zip(tiles, rows, maps, strict=True):
             row.append(saliency.overlay(r["image"], m))
-    side = rows[0]["image"].size[0]
-    grid = Image.new("RGB", (side * len(tiles[0]), side * n), "white")
+    side, head = rows[0]["image"].size[0], 16
+    grid = Image.new("RGB", (side * len(tiles[0]), head + side * n), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, title in enumerate(["scene + box", *folders]):
+        draw.text((j * side + 3, 2), title, fill=(0, 0, 0))
     for i, row in enumerate(tiles):
         for j, tile in enumerate(row):
-            grid.paste(tile.resize((side, side)), (j * side, i * side))
+            grid.paste(tile.resize((side, side)), (j * side, head + i * side))
     grid.save(path)
     _logger.info("overlay grid (columns: scene, %s) -> %s", ", ".join(folders), path)
     return path
@@ -205,8 +208,11 @@ def main(args: argparse.Namespace) -> None:
     (out / "results.json").write_text(json.dumps({"eval_samples": eval_samples, "rows": table}, indent=2))
     text = markdown(table)
     (out / "results.md").write_text(text)
-    figure = overlay_grid(out / "gradcam_overlays.png", {z: f[0] for z, f in folders.items()}, test)
+    overlay_grid(out / "gradcam_overlays.png", {z: f[0] for z, f in folders.items()}, test)
     for zoo, f in folders.items():
+        baseline = zoo.rsplit("_", 1)[0] + "_ce"  # each card compares with the CE model it started from
+        pair = {m: folders[m][0] for m in dict.fromkeys((baseline, zoo)) if m in folders}
+        figure = overlay_grid(out / f"overlays_{zoo}.png", pair, test)
         write_card(get_weights(run_name(zoo)), cards / run_name(zoo), f[0] / "eval.json", image=figure)
     if args.publish:
         for zoo in HEADLINE:

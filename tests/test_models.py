@@ -208,3 +208,20 @@ def test_cli_list_and_info(capsys) -> None:
     assert "recipes/configs/resnet18_gmp_gc.coco.yaml" in out and "global_pool" in out
     assert main(["info", "resnet18_gmp_gcc"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+COMMITTED = [w for w in consistentzoo.list_weights() if w.local_dir]
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no weights are committed to the repository yet")
+@pytest.mark.parametrize("rec", COMMITTED, ids=[w.name for w in COMMITTED])
+def test_committed_weights_load_through_torch_hub(rec) -> None:
+    """The weights in the repository (fp16 safetensors, sha256 recorded) load by tag, as a fresh clone's user would."""
+    assert sha256sum(REPO_ROOT / rec.local_dir / "model.safetensors") == rec.sha256
+    model = torch.hub.load(str(REPO_ROOT), rec.zoo_name, source="local", pretrained=True, pretrained_cfg=rec.tag)
+    assert model.pretrained_cfg["tag"] == rec.tag and model.num_classes == rec.num_classes
+    same = consistentzoo.create_model(rec.zoo_name, pretrained=REPO_ROOT / rec.local_dir)
+    for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert model.eval()(torch.randn(2, *rec.input_size)).shape == (2, rec.num_classes)
+    assert rec.name in consistentzoo.list_models(pretrained=True)
