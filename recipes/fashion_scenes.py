@@ -213,7 +213,8 @@ def main(args: argparse.Namespace) -> None:
         baseline = zoo.rsplit("_", 1)[0] + "_ce"  # each card compares with the CE model it started from
         pair = {m: folders[m][0] for m in dict.fromkeys((baseline, zoo)) if m in folders}
         figure = overlay_grid(out / f"overlays_{zoo}.png", pair, test)
-        write_card(get_weights(run_name(zoo)), cards / run_name(zoo), f[0] / "eval.json", image=figure)
+        card = write_card(get_weights(run_name(zoo)), cards / run_name(zoo), f[0] / "eval.json", image=figure)
+        shutil.copy(f[0] / "eval.json", card.parent / "metrics.json")  # what the card's numbers were read from
     if args.publish:
         for zoo in HEADLINE:
             print(f"{run_name(zoo)}: sha256 {publish(folders[zoo][0], zoo)}")
