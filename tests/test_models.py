@@ -225,3 +225,15 @@ def test_committed_weights_load_through_torch_hub(rec) -> None:
         torch.testing.assert_close(a, b)
     assert model.eval()(torch.randn(2, *rec.input_size)).shape == (2, rec.num_classes)
     assert rec.name in consistentzoo.list_models(pretrained=True)
+
+
+def test_cifar_stem_tag_round_trips_through_a_folder(tmp_path) -> None:
+    """A tag's architecture arguments (the CIFAR stem) are saved, and a bare name stays the plain architecture."""
+    model = consistentzoo.create_model("resnet18_guided.cifar100").eval()
+    assert model.conv1.kernel_size == (3, 3)
+    assert consistentzoo.create_model("resnet18_guided", num_classes=3).conv1.kernel_size == (7, 7)
+    save_pretrained(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_args"]["stem"] == "cifar"
+    loaded = consistentzoo.create_model("resnet18_guided", pretrained=tmp_path).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x))

@@ -41,6 +41,11 @@ class ZooResNet(ResNet):
         name = self.pretrained_cfg["architecture"]
         return name.split("_")[0] if self.stem == "imagenet" else name
 
+    @property
+    def zoo_model_args(self) -> dict[str, Any]:
+        """Architecture arguments a saved config must carry beyond timm's own (the stem when not ImageNet's)."""
+        return {} if self.stem == "imagenet" else {"stem": self.stem}
+
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier; ``global_pool=None`` keeps the current pooling (timm would reset it to avg)."""
         super().reset_classifier(num_classes, global_pool=global_pool or self.global_pool.pool_type)

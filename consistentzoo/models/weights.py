@@ -97,6 +97,7 @@ def save_pretrained(
     info = {"zoo_name": model.pretrained_cfg.get("architecture"), "tag": _fitting_tag(model)}
     info.update(zoo or {})
     model_args = {"global_pool": pool} if (pool := _pool_type(model)) else {}
+    model_args.update(getattr(model, "zoo_model_args", {}))
 
     def write_config(tmp: str) -> None:
         save_config_for_hf(model, tmp, model_args=model_args)

@@ -152,9 +152,10 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
     reset_head = kwargs.pop("reset_head", False)
     kwargs.pop("cache_dir", None)
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
-    # a tag (given, or the name's default one) fixes architecture arguments such as the CIFAR stem
+    # a tag fixes architecture arguments such as the CIFAR stem: one named explicitly, or the name's default tag
+    # when its weights are asked for; a bare name without weights is the plain architecture
     tag = pretrained_cfg if isinstance(pretrained_cfg, str) else None
-    if pretrained_cfg is None:
+    if pretrained_cfg is None and pretrained:
         tag = get_pretrained_cfg(name).tag
     rec = get_weights(f"{name}.{tag}") if tag else None
     for key, value in (rec.model_args if rec else {}).items():
