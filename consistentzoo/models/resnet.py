@@ -84,6 +84,17 @@ _FS = {"input_size": (3, 128, 128)}
 _FS_INIT = {"finetune": True, "init": "resnet18_ce.fashion_scenes"}
 _FS_GC = {"lam": 25.0, **_FS_INIT}
 _FS_CGC = {"lam": 1.0, "tau": 0.5, **_FS_INIT}
+# seed-0 weights committed as fp16 by `python recipes/fashion_scenes.py --full --publish` (it prints the sha256)
+_FS_SHA256 = {
+    "resnet18_ce": "61672315f4924499322bdf04e61dee6375e514d618eba33ff4504e467caa4a61",
+    "resnet18_gc": "63b6eb79be60a7d6534b784c6b2597560ab4a40208185721edc8a25f13f0fd36",
+    "resnet18_cgc": "6dc5795873b0c796f003070fb8bb87b3921eca0e88136e016aeb70094958b983",
+}
+
+
+def _committed(zoo_name: str) -> dict[str, str]:
+    return {"local_dir": f"weights/{zoo_name}.fashion_scenes", "sha256": _FS_SHA256[zoo_name]}
+
 
 # One record per weight tag the papers report. num_params is what the built model has (the schema test recounts).
 _WEIGHTS = [
@@ -150,9 +161,17 @@ _WEIGHTS = [
     ),
     # Ours: Fashion-MNIST scenes (recipes/fashion_scenes.py), 128 px, trained on 2 CPU cores. The consistency models
     # start from the CE model of the same pooling, as the papers do for COCO and the fine-grained sets.
-    make_weights("resnet18_ce", "fashion_scenes", num_params=11181642, papers=_BOTH, **_FS),
-    make_weights("resnet18_gc", "fashion_scenes", num_params=11181642, papers=_GC, objective_args=_FS_GC, **_FS),
-    make_weights("resnet18_cgc", "fashion_scenes", num_params=11181642, papers=_CGC, objective_args=_FS_CGC, **_FS),
+    make_weights(
+        "resnet18_ce", "fashion_scenes", num_params=11181642, papers=_BOTH, **_FS, **_committed("resnet18_ce")
+    ),
+    make_weights(
+        "resnet18_gc", "fashion_scenes", num_params=11181642, papers=_GC, objective_args=_FS_GC, **_FS,
+        **_committed("resnet18_gc"),
+    ),
+    make_weights(
+        "resnet18_cgc", "fashion_scenes", num_params=11181642, papers=_CGC, objective_args=_FS_CGC, **_FS,
+        **_committed("resnet18_cgc"),
+    ),
     make_weights(
         "resnet18_ssim", "fashion_scenes", num_params=11181642, papers=("ssim",),
         objective_args={**_SSIM, **_FS_INIT}, **_FS,
