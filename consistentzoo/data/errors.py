@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from ..errors import UnknownChoiceError
 
 if TYPE_CHECKING:
     from .schema import LoadReport
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(UnknownChoiceError):
     """A dataset name (or split, or option value) that is not one of the valid choices."""
 
     def __init__(self, name: str, choices: Iterable[str], kind: str = "dataset"):
-        choices = sorted(choices)
-        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        self.message = f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}."
-        super().__init__(self.message)
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        super().__init__(name, sorted(choices), kind)
 
 
 class DatasetUnavailableError(RuntimeError):

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import UnknownChoiceError
 from ._inputs import eval_mode
 from .classification import multilabel_f1, topk_accuracy
 from .consistency import ssim_consistency
@@ -141,15 +142,11 @@ _FAITH_FNS: dict[str, Callable[..., Tensor]] = {
 _LOC_SKIPS = ("zero_map", "empty_mask")
 
 
-class UnknownMetricError(KeyError):
+class UnknownMetricError(UnknownChoiceError):
     """A metric name that is not one of :data:`METRICS`; the message lists the valid names."""
 
     def __init__(self, name: str):
-        self.message = f"unknown metric {name!r}. Valid metrics: {', '.join(METRICS)}."
-        super().__init__(self.message)
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        super().__init__(name, METRICS, "metric", plural="metrics")
 
 
 def resolve_metrics(names: Iterable[str]) -> list[MetricSpec]:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
+from ..errors import UnknownChoiceError
 
-class UnknownModelError(KeyError):
+
+class UnknownModelError(UnknownChoiceError):
     """A model name or weight tag that is not registered; the message lists close matches."""
 
     def __init__(self, name: str, choices: Iterable[str], kind: str = "model"):
-        choices = sorted(set(choices))
-        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
         lister = "list_models(include_tags=True)" if kind == "weight tag" else "list_models()"
-        self.message = f"unknown {kind} {name!r}.{hint} consistentzoo.{lister} lists the known names."
-        super().__init__(self.message)
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        super().__init__(name, sorted(choices), kind, listing=f"consistentzoo.{lister} lists the known names.")
 
 
 class WeightsUnavailableError(RuntimeError):

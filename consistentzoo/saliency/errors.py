@@ -5,19 +5,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from ..errors import UnknownChoiceError
 
-class UnknownMethodError(KeyError):
+
+class UnknownMethodError(UnknownChoiceError):
     """A method name that is not one of ``consistentzoo.saliency.METHODS``; the message lists them."""
 
     def __init__(self, name: str, choices: Iterable[str]):
-        choices = sorted(choices)
-        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        self.message = f"unknown saliency method {name!r}.{hint} Valid methods: {', '.join(choices)}."
-        super().__init__(self.message)
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        super().__init__(name, sorted(choices), "saliency method", plural="methods")
 
 
 class LayerNotFoundError(KeyError):
