@@ -3,15 +3,14 @@
 ``consistentzoo.saliency.compute`` runs its own forward pass and returns only maps; an objective also needs the
 logits of the same pass for its cross-entropy term, and a second forward would cost a full image-pass per view. So
 the objectives run ``A = m.forward_features(x); y = m.forward_head(A)`` once, take ``∂s/∂A`` with
-``create_graph=True`` and hand both to the saliency method's own map formula (:meth:`CAMMethod.cam`): the
-formula lives in ``consistentzoo.saliency`` only.
+``create_graph=True`` through the saliency method itself (:meth:`CAMMethod.from_activations`): the gradient step
+and the map formula live in ``consistentzoo.saliency`` only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -70,26 +69,10 @@ def forward_cam(
     if not activations.requires_grad:  # frozen feature extractor: the map still needs ∂s/∂A
         activations = activations.detach().requires_grad_(True)
     logits = model.forward_head(activations)
-    idx = logits.detach().argmax(1) if targets is None else targets.to(logits.device).long()
-    scores = logits.gather(1, idx[:, None]).squeeze(1)
-    (gradients,) = torch.autograd.grad(scores.sum(), activations, create_graph=True)
-    inputs = saliency.CAMInputs(
-        images=images,
-        activations=activations,
-        gradients=gradients,
-        logits=logits,
-        scores=scores,
-        targets=idx,
-        run_from_layer=_no_rerun,
-    )
-    cam = cls(model, relu=relu).cam(inputs)
+    cam, idx = cls(model, relu=relu).from_activations(images, activations, logits, targets, create_graph=True)
     if relu:
         cam = F.relu(cam)
     return ViewOutput(logits=logits, cam=cam, targets=idx)
-
-
-def _no_rerun(activations: Tensor, rows: Tensor) -> Tensor:
-    raise RuntimeError("the objectives use gradient CAM methods only; perturbation methods are not differentiable")
 
 
 def normalise_sum(cam: Tensor, eps: float = EPS) -> Tensor:

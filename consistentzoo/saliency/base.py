@@ -275,6 +275,33 @@ class CAMMethod(SaliencyMethod):
     def attribute(self, images: Tensor, targets: Targets, create_graph: bool) -> Tensor:
         layer = resolve_layer(self.model, self.layer)
         activations, logits = self._forward(images, layer)
+        rerun = lambda a, rows: self._run_from_layer(images, layer, a, rows)  # noqa: E731
+        return self.from_activations(images, activations, logits, targets, create_graph, rerun)[0]
+
+    def from_activations(
+        self,
+        images: Tensor,
+        activations: Tensor,
+        logits: Tensor,
+        targets: Targets,
+        create_graph: bool,
+        run_from_layer: Callable[[Tensor, Tensor], Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The signed map of a forward pass the caller already ran, and the explained classes.
+
+        One forward then serves both a loss on the logits and the map (the training objectives need both).
+
+        Args:
+            images: the input batch.
+            activations: the target layer's output ``[B, K, h, w]``, part of the graph that gave ``logits``.
+            logits: ``[B, N]``.
+            targets: as in :meth:`__call__`.
+            create_graph: keep the graph of ``∂s/∂A`` (a loss on the map trains the model).
+            run_from_layer: reruns the model from given activations (perturbation methods); None refuses them.
+
+        Returns:
+            The map before the final ReLU ``[B, h, w]``, and the class per image (None for a callable target).
+        """
         scores, idx = target_scores(targets, logits)
         gradients = None
         if self.uses_gradients:
@@ -290,9 +317,9 @@ class CAMMethod(SaliencyMethod):
             logits=logits,
             scores=scores,
             targets=idx,
-            run_from_layer=lambda a, rows: self._run_from_layer(images, layer, a, rows),
+            run_from_layer=run_from_layer or _no_rerun,
         )
-        return self.cam(inputs)
+        return self.cam(inputs), idx
 
     def cam(self, inputs: CAMInputs) -> Tensor:
         """The signed map ``Σ_k w_k A_k`` ``[B, h, w]``; override for maps that are not a weighted channel sum."""
@@ -323,6 +350,10 @@ class CAMMethod(SaliencyMethod):
             return self.model.forward_head(activations)
         with tap_layer(layer, replace=activations):
             return self.model(images[rows])
+
+
+def _no_rerun(activations: Tensor, rows: Tensor) -> Tensor:
+    raise UnsupportedModelError("this map was asked for from given activations: perturbation methods cannot rerun")
 
 
 def _check_spatial(activations: Tensor, where: str) -> None:
