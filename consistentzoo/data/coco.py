@@ -10,6 +10,7 @@ exactly ``COCO.annToMask`` of that annotation (polygons rasterised by pycocotool
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from .convert import from_columns
 from .errors import AnnotationFormatError, LabelOutOfRangeError, MissingAnnotationError, UnknownDatasetError
 from .registry import DatasetSpec, register_dataset
-from .schema import LoadReport, build, check_image, clean_boxes, encode_mask, fingerprint
+from .schema import LoadReport, build, check_image, clean_boxes, encode_mask, fingerprint, image_value, safe_join
 
 if TYPE_CHECKING:
     import datasets
@@ -87,9 +88,18 @@ def load_local(
                 f"coco: annotation {ann.get('id')} of image {ann['image_id']} has category_id {ann['category_id']}, "
                 f"which is not among the {len(cat_ids)} categories of {ann_file.name} ({cat_ids[:5]}...)"
             )
+        if "bbox" not in ann:
+            raise AnnotationFormatError(f"coco: annotation {ann.get('id')} of image {ann['image_id']} has no bbox")
+    # Every file name is checked before anything is read: an absolute path or '..' is refused, never opened.
+    paths = {
+        img_id: safe_join(img_dir, str(info["file_name"]), f"coco image {img_id} ({ann_file.name})")
+        for img_id, info in coco.imgs.items()
+    }
     report = LoadReport("coco", split)
-    key = fingerprint("coco", str(root.resolve()), split, masks, drop_empty, check_images, files=[ann_file])
-    rows = _rows(coco, img_dir, index, masks, drop_empty, check_images, report)
+    key = fingerprint(
+        "coco", str(root.resolve()), split, masks, drop_empty, check_images, files=[ann_file], images=paths.values()
+    )
+    rows = _rows(coco, paths, index, masks, drop_empty, check_images, report)
     return build(rows, names, report, key, multi_label=True, with_mask=masks, cache_dir=cache_dir)
 
 
@@ -104,7 +114,7 @@ def _quiet_coco(cls: Any, ann_file: Path) -> Any:
 
 def _rows(
     coco: Any,
-    img_dir: Path,
+    paths: dict[int, Path],
     index: dict[int, int],
     masks: bool,
     drop_empty: bool,
@@ -117,13 +127,13 @@ def _rows(
         if drop_empty and not anns:
             report.skip(str(img_id), "no_annotations")
             continue
-        path = img_dir / info["file_name"]
-        size = check_image(path, check_images)
-        if isinstance(size, str):
-            report.skip(str(img_id), size)
+        path = paths[img_id]
+        found = check_image(path, check_images)
+        if isinstance(found, str):
+            report.skip(str(img_id), found)
             continue
         w, h = int(info["width"]), int(info["height"])
-        if size != (0, 0) and size != (w, h):
+        if found.width and (found.width, found.height) != (w, h):
             report.skip(str(img_id), "size_mismatch")
             continue
         xyxy = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
@@ -133,14 +143,30 @@ def _rows(
         labels[[index[a["category_id"]] for a in anns]] = 1  # every annotation names a present category
         row = {
             "id": str(img_id),
-            "image": {"path": str(path), "bytes": None},
+            "image": image_value(path, found, report),
             "labels": labels.tolist(),
             "boxes": boxes,
             "box_labels": box_labels,
         }
         if masks:
-            row["mask"] = [encode_mask(coco.annToMask(anns[i])) for i in kept]
+            row["mask"] = [encode_mask(_instance_mask(coco, anns[i], boxes[j], report)) for j, i in enumerate(kept)]
         yield row
+
+
+def _instance_mask(coco: Any, ann: dict[str, Any], box: list[float], report: LoadReport) -> np.ndarray:
+    """``coco.annToMask(ann)``; an annotation without a segmentation (absent or empty) gets its clipped box as mask,
+    counted in ``report.converted["mask_from_box"]``."""
+    if ann.get("segmentation"):
+        return coco.annToMask(ann)
+    report.converted["mask_from_box"] += 1
+    if len(report.examples) < 5:
+        report.examples.append((f"annotation {ann.get('id')}", "mask_from_box"))
+    info = coco.imgs[ann["image_id"]]
+    mask = np.zeros((int(info["height"]), int(info["width"])), dtype=np.uint8)
+    # Pixel (r, c) is inside when its centre (c + 0.5, r + 0.5) is: the pixels a rasterised rectangle covers.
+    x1, y1, x2, y2 = (math.ceil(v - 0.5) for v in box)
+    mask[y1:y2, x1:x2] = 1
+    return mask
 
 
 def from_hub(ds: datasets.Dataset, split: str, **kw: Any) -> datasets.Dataset:

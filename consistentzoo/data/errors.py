@@ -40,3 +40,29 @@ class DataQualityWarning(UserWarning):
     def __init__(self, message: str, report: LoadReport | None = None):
         super().__init__(message)
         self.report = report
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used: missing, empty, not an image, corrupt or truncated.
+
+    Attributes:
+        name: the file (or a description of the bytes).
+        reason: a short key, as counted in ``LoadReport.skipped`` (``corrupt_image``, ``truncated_image``,
+            ``missing_file``, ``too_large``, ``extreme_aspect``).
+    """
+
+    def __init__(self, name: str, reason: str, detail: str):
+        self.name, self.reason = name, reason
+        super().__init__(f"image {name}: {detail} [{reason}]")
+
+
+class ImageTooLargeError(BadImageError):
+    """An image whose header announces more pixels or a more extreme side ratio than allowed (refused unread)."""
+
+
+class UnsafePathError(AnnotationFormatError):
+    """An annotation names a file outside the dataset's folder (an absolute path or one that climbs out with ``..``)."""
+
+
+class UnsafePickleError(AnnotationFormatError):
+    """A pickle that asks for a class or function outside the few a dataset's official files need; never run."""

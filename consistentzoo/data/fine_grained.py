@@ -15,7 +15,7 @@ from .convert import from_columns
 from .errors import AnnotationFormatError, MissingAnnotationError, UnknownDatasetError
 from .matfile import as_list, field, loadmat
 from .registry import DatasetSpec, register_dataset
-from .schema import Item, LoadReport, build, fingerprint, rows_from_items
+from .schema import Item, LoadReport, build, fingerprint, rows_from_items, safe_join
 
 if TYPE_CHECKING:
     import datasets
@@ -88,21 +88,24 @@ def load_cub200(
     is_train = {i: s.strip() == "1" for i, s in t["train_test_split"]}
     boxes = {r[0]: _floats(r[1:], files["bounding_boxes"], "cub200") for r in t["bounding_boxes"]}
     want_train = split == "train"
+    paths = {
+        img_id: safe_join(root / "images", rel, f"cub200 image {img_id} (images.txt)") for img_id, rel in t["images"]
+    }
 
     def items() -> Iterator[Item]:
-        for img_id, rel in t["images"]:
+        for img_id, _ in t["images"]:
             if img_id not in labels or img_id not in is_train:
                 raise AnnotationFormatError(f"cub200: image {img_id} lacks a class or a split entry")
             if is_train[img_id] != want_train:
                 continue
             x, y, w, h = boxes.get(img_id, (0.0, 0.0, 0.0, 0.0))
-            mask = [seg / Path(rel).with_suffix(".png")] if masks and seg is not None else None
-            yield Item(
-                img_id, root / "images" / rel, labels[img_id], [[x, y, x + w, y + h]], [labels[img_id]], None, mask
-            )
+            mask = [seg / paths[img_id].relative_to(root / "images").with_suffix(".png")] if masks and seg else None
+            yield Item(img_id, paths[img_id], labels[img_id], [[x, y, x + w, y + h]], [labels[img_id]], None, mask)
 
     report = LoadReport("cub200", split)
-    key = fingerprint("cub200", str(root.resolve()), split, masks, check_images, files=files.values())
+    key = fingerprint(
+        "cub200", str(root.resolve()), split, masks, check_images, files=files.values(), images=paths.values()
+    )
     rows = rows_from_items(items(), len(names), check_images, report, with_mask=masks)
     return build(rows, names, report, key, with_mask=masks, cache_dir=cache_dir)
 
@@ -147,7 +150,7 @@ def load_stanford_cars(
             if bool(field(a, "test", all_in_one, "stanford_cars")) == (split == "test")
         ]
         files = [all_in_one]
-        path_of = lambda a: root / str(a.relative_im_path)  # noqa: E731
+        path_of = lambda a: safe_join(root, str(a.relative_im_path), "stanford_cars: cars_annos.mat")  # noqa: E731
     else:
         meta = _need(root / "devkit" / "cars_meta.mat", "stanford_cars", CARS_LAYOUT)
         if split == "train":
@@ -168,17 +171,18 @@ def load_stanford_cars(
         anns = as_list(loadmat(ann, "stanford_cars", CARS_LAYOUT)["annotations"])
         files = [meta, ann]
         img_dir = root / f"cars_{split}"
-        path_of = lambda a: img_dir / str(a.fname)  # noqa: E731
+        path_of = lambda a: safe_join(img_dir, str(a.fname), f"stanford_cars: {ann.name}")  # noqa: E731
+
+    paths = [path_of(a) for a in anns]
 
     def items() -> Iterator[Item]:
-        for a in anns:
+        for a, p in zip(anns, paths, strict=True):
             y = int(field(a, "class", files[-1], "stanford_cars")) - 1
             x1, y1, x2, y2 = (float(getattr(a, f"bbox_{k}")) for k in ("x1", "y1", "x2", "y2"))
-            p = path_of(a)
             yield Item(p.stem, p, y, [[x1 - 1, y1 - 1, x2, y2]], [y])
 
     report = LoadReport("stanford_cars", split)
-    key = fingerprint("stanford_cars", str(root.resolve()), split, check_images, files=files)
+    key = fingerprint("stanford_cars", str(root.resolve()), split, check_images, files=files, images=paths)
     return build(rows_from_items(items(), len(names), check_images, report), names, report, key, cache_dir=cache_dir)
 
 
@@ -221,6 +225,9 @@ def load_fgvc_aircraft(
         r[0]: _floats(r[1:], box_file, "fgvc_aircraft") for r in _table(box_file, "fgvc_aircraft", AIRCRAFT_LAYOUT, 5)
     }
     entries = _table(split_file, "fgvc_aircraft", AIRCRAFT_LAYOUT, 2)
+    paths = {
+        i: safe_join(data / "images", f"{i}.jpg", f"fgvc_aircraft image {i} ({split_file.name})") for i, _ in entries
+    }
 
     def items() -> Iterator[Item]:
         for img_id, name in entries:
@@ -232,13 +239,19 @@ def load_fgvc_aircraft(
             y = index[name]
             if img_id in boxes:
                 x1, y1, x2, y2 = boxes[img_id]
-                yield Item(img_id, data / "images" / f"{img_id}.jpg", y, [[x1 - 1, y1 - 1, x2, y2]], [y])
+                yield Item(img_id, paths[img_id], y, [[x1 - 1, y1 - 1, x2, y2]], [y])
             else:
-                yield Item(img_id, data / "images" / f"{img_id}.jpg", y)
+                yield Item(img_id, paths[img_id], y)
 
     report = LoadReport("fgvc_aircraft", split)
     key = fingerprint(
-        "fgvc_aircraft", str(data.resolve()), split, level, check_images, files=[names_file, split_file, box_file]
+        "fgvc_aircraft",
+        str(data.resolve()),
+        split,
+        level,
+        check_images,
+        files=[names_file, split_file, box_file],
+        images=paths.values(),
     )
     return build(rows_from_items(items(), len(names), check_images, report), names, report, key, cache_dir=cache_dir)
 
@@ -281,7 +294,10 @@ def load_flowers102(
             yield Item(f"image_{i:05d}", root / "jpg" / f"image_{i:05d}.jpg", labels[i - 1])
 
     report = LoadReport("flowers102", split)
-    key = fingerprint("flowers102", str(root.resolve()), split, check_images, files=[labels_file, setid_file])
+    images = [root / "jpg" / f"image_{i:05d}.jpg" for i in ids]
+    key = fingerprint(
+        "flowers102", str(root.resolve()), split, check_images, files=[labels_file, setid_file], images=images
+    )
     return build(rows_from_items(items(), len(names), check_images, report), names, report, key, cache_dir=cache_dir)
 
 

@@ -40,7 +40,14 @@ def load_imagefolder(
             yield Item(str(p.relative_to(base).with_suffix("")), p, y)
 
     report = LoadReport("imagefolder", split)
-    key = fingerprint("imagefolder", str(base.resolve()), split, [str(p) for _, p in files], check_images)
+    key = fingerprint(
+        "imagefolder",
+        str(base.resolve()),
+        split,
+        [str(p) for _, p in files],
+        check_images,
+        images=[p for _, p in files],
+    )
     return build(rows_from_items(items(), len(names), check_images, report), names, report, key, cache_dir=cache_dir)
 
 

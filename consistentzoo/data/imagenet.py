@@ -148,7 +148,14 @@ def load_local(
     report = LoadReport("imagenet_1k", split)
     ann_files = [mapping] if mapping else []
     key = fingerprint(
-        "imagenet_1k", str(root.resolve()), split, str(box_path), len(files), check_images, files=ann_files
+        "imagenet_1k",
+        str(root.resolve()),
+        split,
+        str(box_path),
+        len(files),
+        check_images,
+        files=ann_files,
+        images=files,
     )
     return build(rows_from_items(items(), len(wnids), check_images, report), wnids, report, key, cache_dir=cache_dir)
 

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .errors import DataQualityWarning, LabelOutOfRangeError, UnknownDatasetError
+from .errors import BadImageError, DataQualityWarning, LabelOutOfRangeError, UnknownDatasetError, UnsafePathError
+from .images import ImageInfo, open_image, probe_image, to_png_bytes
 
 if TYPE_CHECKING:
     import datasets
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 ImageCheck = Literal["none", "header", "full"]
 IMAGE_CHECKS: tuple[str, ...] = ("none", "header", "full")
-_SCHEMA_VERSION = "1"  # bump when the stored columns change, so cached Arrow files are rebuilt
+_SCHEMA_VERSION = "2"  # bump when the stored columns change, so cached Arrow files are rebuilt
 
 
 def make_features(names: Sequence[str], multi_label: bool = False, with_mask: bool = False) -> datasets.Features:
@@ -90,6 +91,8 @@ class LoadReport:
         skipped: skipped samples per reason (``missing_file``, ``corrupt_image``, ``truncated_image``, ...).
         clipped_boxes: boxes that crossed the image border and were clipped to it.
         dropped_boxes: boxes dropped per reason (``zero_area``, ``outside_image``, ``invalid``).
+        converted: samples or annotations kept after a conversion, per reason (``16bit_to_8bit``: a 16-bit image
+            stored scaled to 8 bits; ``mask_from_box``: an annotation without a segmentation whose mask is its box).
         examples: a few ``(id, reason)`` pairs, for the warning message.
     """
 
@@ -99,6 +102,7 @@ class LoadReport:
     skipped: Counter = field(default_factory=Counter)
     clipped_boxes: int = 0
     dropped_boxes: Counter = field(default_factory=Counter)
+    converted: Counter = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, sample_id: str, reason: str) -> None:
@@ -126,6 +130,7 @@ class LoadReport:
             "skipped": dict(self.skipped),
             "clipped_boxes": self.clipped_boxes,
             "dropped_boxes": dict(self.dropped_boxes),
+            "converted": dict(self.converted),
             "examples": [list(e) for e in self.examples],
         }
 
@@ -139,12 +144,13 @@ class LoadReport:
             skipped=Counter(d["skipped"]),
             clipped_boxes=d["clipped_boxes"],
             dropped_boxes=Counter(d["dropped_boxes"]),
+            converted=Counter(d.get("converted", {})),
             examples=[tuple(e) for e in d["examples"]],
         )
 
     def emit(self) -> None:
         """Warn (``DataQualityWarning``) if anything was skipped, dropped or clipped; log a summary otherwise."""
-        if not (self.num_skipped or self.num_dropped_boxes or self.clipped_boxes):
+        if not (self.num_skipped or self.num_dropped_boxes or self.clipped_boxes or self.converted):
             logger.info("%s/%s: %d samples, nothing skipped", self.dataset, self.split, self.images)
             return
         parts = []
@@ -154,6 +160,8 @@ class LoadReport:
             parts.append(f"dropped {self.num_dropped_boxes} boxes {dict(self.dropped_boxes)}")
         if self.clipped_boxes:
             parts.append(f"clipped {self.clipped_boxes} boxes to the image")
+        if self.converted:
+            parts.append(f"converted {dict(self.converted)}")
         ex = "; e.g. " + ", ".join(f"{i} ({r})" for i, r in self.examples) if self.examples else ""
         msg = f"{self.dataset}/{self.split}: kept {self.images} samples; " + "; ".join(parts) + ex
         warnings.warn(DataQualityWarning(msg, self), stacklevel=3)
@@ -207,21 +215,19 @@ def clean_boxes(
     return kept, index
 
 
-_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height (datasets.Image applies exif_transpose)
-
-
-def check_image(path: str | os.PathLike, level: ImageCheck = "header") -> tuple[int, int] | str:
-    """Open an image file as the loaders do and return its displayed ``(width, height)``, or why it is unusable.
+def check_image(path: str | os.PathLike, level: ImageCheck = "header") -> ImageInfo | str:
+    """Check an image file as the loaders do and return what its header says, or why it is unusable.
 
     Args:
         path: image file.
-        level: ``"none"`` (only that the file exists; returns ``(0, 0)``), ``"header"`` (PIL parses the header; for
+        level: ``"none"`` (only that the file exists; returns a zero size), ``"header"`` (Pillow parses the header
+            and its size and side ratio are bounded, see :func:`consistentzoo.data.images.probe_image`; for
             JPEG/PNG the end-of-image marker must be present, which catches truncated downloads cheaply), or
             ``"full"`` (decode every pixel).
 
     Returns:
-        ``(width, height)`` after EXIF rotation, or a reason string: ``missing_file``, ``corrupt_image``,
-        ``truncated_image``.
+        The displayed size (after EXIF rotation), mode and format, or a reason string: ``missing_file``,
+        ``corrupt_image``, ``truncated_image``, ``too_large``, ``extreme_aspect``.
     """
     if level not in IMAGE_CHECKS:
         raise UnknownDatasetError(level, IMAGE_CHECKS, kind="image check level")
@@ -229,22 +235,14 @@ def check_image(path: str | os.PathLike, level: ImageCheck = "header") -> tuple[
     if not p.is_file():
         return "missing_file"
     if level == "none":
-        return (0, 0)
+        return ImageInfo(0, 0, "", None)
     try:
-        with Image.open(p) as im:
-            w, h = im.size
-            fmt = im.format
-            if im.getexif().get(0x0112) in _ROTATED:
-                w, h = h, w
-            if level == "full":
-                im.load()
-    except UnidentifiedImageError:
-        return "corrupt_image"
-    except (OSError, SyntaxError, ValueError) as e:
-        return "truncated_image" if "truncated" in str(e) else "corrupt_image"
-    if level == "header" and not _has_end_marker(p, fmt):
+        info = probe_image(p, decode=level == "full")
+    except BadImageError as e:
+        return e.reason
+    if level == "header" and not _has_end_marker(p, info.format):
         return "truncated_image"
-    return (w, h)
+    return info
 
 
 def _has_end_marker(path: Path, fmt: str | None) -> bool:
@@ -268,15 +266,51 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     return {"bytes": buf.getvalue(), "path": None}
 
 
-def fingerprint(*parts: Any, files: Iterable[str | os.PathLike] = ()) -> str:
-    """A stable hash of loader arguments plus the size and mtime of the given annotation files."""
+def fingerprint(*parts: Any, files: Iterable[str | os.PathLike] = (), images: Iterable[str | os.PathLike] = ()) -> str:
+    """A stable hash of loader arguments plus the size and mtime of the given files.
+
+    Args:
+        parts: loader arguments that change the rows.
+        files: annotation files (must exist).
+        images: image files; a missing one hashes as missing, so that a fixed, replaced, emptied or deleted image
+            changes the key and the cached rows (which depend on each image's check) are rebuilt.
+    """
     h = hashlib.sha256(_SCHEMA_VERSION.encode())
     for p in parts:
         h.update(repr(p).encode())
     for f in files:
         st = Path(f).stat()
         h.update(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for f in images:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}:missing\n".encode())
     return h.hexdigest()[:16]
+
+
+def safe_join(root: Path, name: str, where: str) -> Path:
+    """``root / name`` for a file name read from an annotation file, refusing names that leave ``root``.
+
+    Args:
+        root: the dataset folder the name is relative to.
+        name: the annotation's file name (``/`` or ``\\`` separated).
+        where: the annotation, for the message (``"coco image 42 (instances_val2017.json)"``).
+
+    Raises:
+        UnsafePathError: an empty name, an absolute path, a drive letter, or any ``..`` component. Checked on the
+            name itself, so a symbolic link inside the dataset folder (e.g. to a shared image store) still works.
+    """
+    text = str(name).replace("\\", "/")
+    parts = [q for q in text.split("/") if q not in ("", ".")]
+    drive = text[:1].isalpha() and text[1:2] == ":" and text[2:3] in ("", "/")
+    if not parts or text.startswith("/") or drive or ".." in parts:
+        raise UnsafePathError(
+            f"{where}: file name {name!r} is not a relative path inside {root}; refused (absolute paths and '..' "
+            "are never read from annotations)"
+        )
+    return root.joinpath(*parts)
 
 
 def write_dataset(
@@ -387,14 +421,15 @@ def rows_from_items(
         for b in it.box_labels:
             check_label(b, num_classes, f"{report.dataset} sample {it.id}")
         level = "header" if it.boxes and check_images == "none" else check_images  # boxes need the size
-        size = check_image(it.path, level)
-        if isinstance(size, str):
-            report.skip(it.id, size)
+        info = check_image(it.path, level)
+        if isinstance(info, str):
+            report.skip(it.id, info)
             continue
+        size = (info.width, info.height)
         boxes, kept = clean_boxes(it.boxes, size[0], size[1], report) if it.boxes else ([], [])
         row: dict[str, Any] = {
             "id": it.id,
-            "image": {"path": str(it.path), "bytes": None},
+            "image": image_value(it.path, info, report),
             "boxes": boxes,
             "box_labels": [it.box_labels[i] for i in kept],
         }
@@ -409,10 +444,20 @@ def rows_from_items(
         yield row
 
 
+def image_value(path: Path, info: ImageInfo, report: LoadReport) -> dict[str, Any]:
+    """The ``image`` cell of a checked file: its path, or -- for a 16-bit image, which ``datasets.Image`` would
+    decode as white -- the image scaled to 8-bit RGB by :func:`~consistentzoo.data.images.open_image`, as PNG
+    bytes (counted as ``converted["16bit_to_8bit"]``)."""
+    if not info.needs_rescale:
+        return {"path": str(path), "bytes": None}
+    report.converted["16bit_to_8bit"] += 1
+    return {"path": None, "bytes": to_png_bytes(open_image(path))}
+
+
 def _read_mask(path: Path, size: tuple[int, int]) -> dict[str, Any]:
-    """A mask image (any mode) binarised at half its range and checked against the image size."""
-    with Image.open(path) as m:
-        arr = np.asarray(m.convert("L"))
+    """A mask image (any mode, opened as every image is) binarised at half its range and checked against the image
+    size."""
+    arr = np.asarray(open_image(path, max_aspect=None).convert("L"))
     if (arr.shape[1], arr.shape[0]) != tuple(size):
         raise ValueError(f"mask {path} has size {arr.shape[::-1]}, its image {size}")
     return encode_mask(arr >= 128)

@@ -3,14 +3,14 @@
 Caltech-101 has no official split: ``train`` takes ``train_per_class`` images per class (seeded), ``test`` the
 rest, ``all`` everything. Its boxes come from ``Annotations/<class>/annotation_NNNN.mat`` (``box_coord`` =
 top, bottom, left, right, 1-based) when that folder is present. CIFAR-100 is read from the official python pickles
-and its 32x32 images are stored as PNG bytes.
+with an allow-list unpickler (numpy arrays, lists, dicts, bytes and ints only; a pickle naming anything else is
+refused before it runs) and its 32x32 images are stored as PNG bytes.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from PIL import Image
 from .convert import from_columns
 from .errors import AnnotationFormatError, MissingAnnotationError, UnknownDatasetError
 from .matfile import as_list, loadmat
+from .pickles import load_restricted
 from .registry import DatasetSpec, register_dataset
 from .schema import Item, LoadReport, build, check_label, fingerprint, rows_from_items
 
@@ -89,7 +90,17 @@ def load_caltech101(
             yield it
 
     report = LoadReport("caltech101", split)
-    key = fingerprint("caltech101", str(root.resolve()), split, train_per_class, seed, boxes, len(chosen), check_images)
+    key = fingerprint(
+        "caltech101",
+        str(root.resolve()),
+        split,
+        train_per_class,
+        seed,
+        boxes,
+        len(chosen),
+        check_images,
+        images=[f for _, f in chosen],
+    )
     return build(rows_from_items(items(), len(names), check_images, report), names, report, key, cache_dir=cache_dir)
 
 
@@ -122,6 +133,8 @@ def load_cifar100(
         if not f.is_file():
             raise MissingAnnotationError(f"cifar100: {f} not found (expected layout: {CIFAR_LAYOUT})")
     meta, data = _unpickle(meta_file), _unpickle(data_file)
+    if f"{label_type}_label_names" not in meta:
+        raise AnnotationFormatError(f"cifar100: {meta_file} has no {label_type}_label_names (keys: {sorted(meta)})")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[f"{label_type}_label_names"]]
     try:
         pixels = np.asarray(data["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -148,11 +161,10 @@ def load_cifar100(
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError) as e:
-        raise AnnotationFormatError(f"cifar100: {path} is not a python pickle ({e})") from e
+    """One of CIFAR's pickles, read with the allow-list unpickler (numpy arrays only; nothing else is run)."""
+    d = load_restricted(path, "cifar100")
+    if not isinstance(d, dict):
+        raise AnnotationFormatError(f"cifar100: {path} holds a {type(d).__name__}, not the dict of a CIFAR-100 file")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 

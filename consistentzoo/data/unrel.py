@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import UnknownDatasetError
 from .matfile import as_list, field, loadmat
 from .registry import DatasetSpec, register_dataset
-from .schema import Item, LoadReport, build, fingerprint, rows_from_items
+from .schema import Item, LoadReport, build, fingerprint, rows_from_items, safe_join
 
 if TYPE_CHECKING:
     import datasets
@@ -50,8 +50,9 @@ def load_local(
             (str(field(o, "category", ann_file, "unrel")), [float(v) for v in as_list(o.box)])
             for o in as_list(a.objects)
         ]
-        parsed.append((str(field(a, "filename", ann_file, "unrel")), objs))
-    found = sorted({c for _, objs in parsed for c, _ in objs})
+        fname = str(field(a, "filename", ann_file, "unrel"))
+        parsed.append((fname, safe_join(root / "images", fname, f"unrel: {ann_file.name}"), objs))
+    found = sorted({c for _, _, objs in parsed for c, _ in objs})
     names = list(categories) if categories is not None else found
     unknown = sorted(set(names) - set(found))
     if unknown:
@@ -60,7 +61,7 @@ def load_local(
     report = LoadReport("unrel", split)
 
     def items() -> Iterator[Item]:
-        for fname, objs in parsed:
+        for fname, path, objs in parsed:
             keep = [(index[c], b) for c, b in objs if c in index]
             if not keep:
                 report.skip(fname, "no_selected_category")
@@ -68,13 +69,15 @@ def load_local(
             # Relationship entries repeat objects; UnRel's objects list is already one entry per object.
             yield Item(
                 Path(fname).stem,
-                root / "images" / fname,
+                path,
                 boxes=[b for _, b in keep],
                 box_labels=[c for c, _ in keep],
                 labels=sorted({c for c, _ in keep}),
             )
 
-    key = fingerprint("unrel", str(root.resolve()), split, names, check_images, files=[ann_file])
+    key = fingerprint(
+        "unrel", str(root.resolve()), split, names, check_images, files=[ann_file], images=[p for _, p, _ in parsed]
+    )
     rows = rows_from_items(items(), len(names), check_images, report)
     return build(rows, names, report, key, multi_label=True, cache_dir=cache_dir)
 
