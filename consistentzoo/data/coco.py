@@ -177,10 +177,10 @@ def from_hub(ds: datasets.Dataset, split: str, **kw: Any) -> datasets.Dataset:
     """
     import datasets as hfd
 
-    from .convert import COMMON_COLUMNS
+    from .convert import COMMON_COLUMNS, check_common
 
     if COMMON_COLUMNS <= set(ds.column_names):
-        return ds
+        return check_common(ds, "coco")
     if "objects" not in ds.column_names:
         return from_columns(ds, split, dataset="coco", **kw)
     names = ds.features["objects"]["category"].feature.names

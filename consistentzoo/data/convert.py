@@ -6,13 +6,11 @@ Hub copies of the papers' datasets differ in column names and box conventions (s
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from PIL import Image
-
 from .errors import AnnotationFormatError, UnknownDatasetError
+from .images import probe_image
 from .schema import LoadReport, check_label, clean_boxes, make_features
 
 if TYPE_CHECKING:
@@ -71,7 +69,7 @@ def from_columns(
     import datasets
 
     if COMMON_COLUMNS <= set(ds.column_names):
-        return ds
+        return check_common(ds, dataset)
     if bbox_format not in BOX_FORMATS:
         raise UnknownDatasetError(bbox_format, BOX_FORMATS, kind="box format")
     missing = [c for c in (image, label, bbox, id_column) if c is not None and c not in ds.column_names]
@@ -93,7 +91,8 @@ def from_columns(
         y = check_label(lab, len(names), f"{dataset} row {idx}")
         boxes: list[list[float]] = []
         if box is not None and (not isinstance(box, list | tuple) or len(box) > 0):
-            w, h = Image.open(io.BytesIO(img["bytes"])).size if img.get("bytes") else Image.open(img["path"]).size
+            info = probe_image(img["bytes"] if img.get("bytes") else img["path"], name=f"{dataset} row {idx}")
+            w, h = info.width, info.height
             boxes, _ = clean_boxes([_to_xyxy(box, bbox_format, w, h)], w, h, report)
         if ident is None:
             ident = img.get("path") or str(idx)
@@ -123,6 +122,36 @@ def from_columns(
     report.images = len(out)
     report.emit()
     return out
+
+
+def check_common(ds: datasets.Dataset, dataset: str) -> datasets.Dataset:
+    """``ds`` if its common-schema columns have the common schema's feature types, else a clear error.
+
+    A parquet file with the right column names but, say, a plain ``{bytes, path}`` struct as ``image`` would
+    otherwise fail much later (``'dict' object has no attribute 'mode'``).
+
+    Raises:
+        AnnotationFormatError: naming the column, its type and the expected type.
+    """
+    import datasets
+
+    expected: dict[str, tuple[type, ...]] = {
+        "image": (datasets.Image,),
+        "label": (datasets.ClassLabel,),
+        "labels": (datasets.List, datasets.Sequence, datasets.LargeList),
+        "boxes": (datasets.List, datasets.Sequence, datasets.LargeList),
+        "box_labels": (datasets.List, datasets.Sequence, datasets.LargeList),
+    }
+    if "label" not in ds.column_names and "labels" not in ds.column_names:
+        raise AnnotationFormatError(f"{dataset}: the data has neither a 'label' nor a 'labels' column")
+    for col, types in expected.items():
+        if col in ds.features and not isinstance(ds.features[col], types):
+            want = " or ".join(f"datasets.{t.__name__}" for t in types)
+            hint = f" (cast it first: ds.cast_column({col!r}, datasets.Image()))" if col == "image" else ""
+            raise AnnotationFormatError(
+                f"{dataset}: column {col!r} has type {ds.features[col]!r}; the common schema needs {want}{hint}"
+            )
+    return ds
 
 
 def _without(feats: datasets.Features, key: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..data.images import open_image
 from . import METHODS, get_method
 from .overlay import save_overlay
 
@@ -36,7 +37,9 @@ def add_explain_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="gradcam", choices=sorted(METHODS), help="saliency method (default gradcam)")
     p.add_argument("--target", type=int, default=None, help="class index to explain (default: the predicted class)")
     p.add_argument("--layer", default=None, help="target layer's dotted name (default: forward_features output)")
-    p.add_argument("--size", type=int, default=224, help="resize the shorter side to this many pixels (default 224)")
+    p.add_argument(
+        "--size", type=int, default=224, help="resize the shorter side to this many pixels, 16..2048 (default 224)"
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
     p.add_argument("--colormap", default="jet", help="matplotlib colormap (default jet)")
     p.add_argument("--out", type=Path, required=True, help="output PNG path")
@@ -63,15 +66,39 @@ def _preprocess(image: Image.Image, size: int, model: torch.nn.Module) -> torch.
     return ((x - mean) / std)[None]
 
 
+SIZE_RANGE = (16, 2048)  # --size bounds: below 16 a CNN has no feature map left; above, see MAX_INPUT_PIXELS
+MAX_INPUT_PIXELS = 2048 * 2048  # largest resized input (about 1 GB of first-layer activations on a ResNet-50)
+
+
+def _check_size_and_out(args: argparse.Namespace) -> None:
+    """``--size`` within :data:`SIZE_RANGE` and ``--out`` not a directory, before any work (ValueError: exit 2)."""
+    lo, hi = SIZE_RANGE
+    if not lo <= args.size <= hi:
+        raise ValueError(f"--size {args.size} is out of range; the shorter side must be {lo}..{hi} pixels")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give the PNG file to write, e.g. {args.out / 'map.png'}")
+
+
+def _check_input_pixels(image: Image.Image, size: int) -> None:
+    w, h = (max(1, round(v * size / min(image.size))) for v in image.size)
+    if w * h > MAX_INPUT_PIXELS:
+        raise ValueError(
+            f"image {image.width}x{image.height} resized to --size {size} would be {w}x{h} = {w * h} pixels, more "
+            f"than {MAX_INPUT_PIXELS}; give a smaller --size"
+        )
+
+
 def run_explain(args: argparse.Namespace) -> int:
     """Build the model, compute the map for the image, write the overlay PNG; returns the exit status."""
     import consistentzoo
 
+    _check_size_and_out(args)
     if not args.image.is_file():
         raise FileNotFoundError(f"image {args.image} does not exist")
+    image = open_image(args.image)  # EXIF-rotated, 16-bit scaled, size-bounded; BadImageError (exit 2) if unusable
+    _check_input_pixels(image, args.size)
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = consistentzoo.create_model(args.model, pretrained=_pretrained(args.pretrained), **kwargs).eval()
-    image = Image.open(args.image).convert("RGB")
     x = _preprocess(image, args.size, model)
     method = get_method(args.method, model, layer=args.layer)
     with torch.no_grad():
