@@ -24,18 +24,27 @@ parquet        (local ``*.parquet``: an export of a loaded dataset)         --
 Hub schemas marked unverified were read from Hub pages, not downloaded. Without network and without a local
 copy, :func:`load` raises ``DatasetUnavailableError`` naming the dataset, the Hub id and ``source=`` within
 ``hub_timeout`` seconds. New datasets: ``register_dataset(DatasetSpec(...))``.
+
+Untrusted files: every image is opened by :func:`open_image` / :func:`probe_image` (bounded size and side ratio,
+EXIF orientation, 16-bit scaled); file names read from annotations must stay inside the dataset folder
+(``UnsafePathError``); CIFAR's pickles are read with an allow-list unpickler (``UnsafePickleError``).
 """
 
 from . import coco, fashion_scenes, fine_grained, generic, imagenet, small, unrel  # noqa: F401  (register the loaders)
 from .collate import collate
 from .errors import (
     AnnotationFormatError,
+    BadImageError,
     DataQualityWarning,
     DatasetUnavailableError,
+    ImageTooLargeError,
     LabelOutOfRangeError,
     MissingAnnotationError,
     UnknownDatasetError,
+    UnsafePathError,
+    UnsafePickleError,
 )
+from .images import open_image, probe_image
 from .registry import REGISTRY, DatasetSpec, get_spec, list_datasets, load, register_dataset
 from .samplers import CompositeDraw, CompositeSampler, Episode, few_shot_episodes, labelled_split
 from .schema import LoadReport, class_names, make_features
@@ -44,16 +53,20 @@ from .transforms import eval_transform, to_tv_tensors, train_transform, with_tra
 __all__ = [
     "REGISTRY",
     "AnnotationFormatError",
+    "BadImageError",
     "CompositeDraw",
     "CompositeSampler",
     "DataQualityWarning",
     "DatasetSpec",
     "DatasetUnavailableError",
     "Episode",
+    "ImageTooLargeError",
     "LabelOutOfRangeError",
     "LoadReport",
     "MissingAnnotationError",
     "UnknownDatasetError",
+    "UnsafePathError",
+    "UnsafePickleError",
     "class_names",
     "collate",
     "eval_transform",
@@ -63,6 +76,8 @@ __all__ = [
     "list_datasets",
     "load",
     "make_features",
+    "open_image",
+    "probe_image",
     "register_dataset",
     "to_tv_tensors",
     "train_transform",

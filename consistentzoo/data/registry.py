@@ -95,7 +95,9 @@ def load(
             id; a Hub id (``"org/name"``); a local directory in the
             dataset's official layout; or a local parquet file / directory of parquet files (a Hub export).
         check_images: for local images, ``"none"``, ``"header"`` (default: parse the header and check the
-            end-of-image marker) or ``"full"`` (decode every image). Unusable images are skipped and counted.
+            end-of-image marker, and refuse images above Pillow's pixel limit or with a side ratio above 20:1) or
+            ``"full"`` (decode every image). Unusable images are skipped and counted (``corrupt_image``,
+            ``truncated_image``, ``missing_file``, ``too_large``, ``extreme_aspect``); ``"none"`` checks nothing.
         cache_dir: where the converted Arrow file is written (default ``$HF_DATASETS_CACHE/consistentzoo``).
         hub_timeout: seconds allowed to reach the Hub endpoint before giving up.
         **kw: dataset-specific options (e.g. ``masks=`` for COCO, ``level=`` for FGVC-Aircraft).
@@ -109,6 +111,8 @@ def load(
         DatasetUnavailableError: the Hub cannot be reached and no local ``source`` was given.
         MissingAnnotationError: a file of the official layout is missing.
         LabelOutOfRangeError: an annotation names a class the dataset does not have.
+        UnsafePathError: an annotation names a file outside the dataset folder (absolute path or ``..``).
+        UnsafePickleError: a CIFAR pickle asks for anything but numpy arrays (nothing in it is run).
     """
     spec = get_spec(name)
     if check_images not in IMAGE_CHECKS:

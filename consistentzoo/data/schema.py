@@ -4,7 +4,9 @@ Columns of every dataset:
 
 - ``id`` (string): the image's identifier in its source (file stem, COCO image id, ...).
 - ``image`` (``datasets.Image(mode="RGB")``): stored as a path for local files, so nothing is decoded at load time;
-  grayscale, CMYK and RGBA images are converted to RGB when decoded (alpha is dropped, not composited).
+  grayscale, CMYK and RGBA images are converted to RGB when decoded (alpha is dropped, not composited); 16-bit
+  images are stored scaled to 8-bit RGB PNG bytes (``datasets.Image`` would clip them to white). Images are
+  checked at load time by :func:`consistentzoo.data.images.probe_image` (size, side ratio, readability).
 - ``label`` (``ClassLabel``) for single-label datasets, or ``labels`` (multi-hot ``uint8`` list, one entry per
   class) for multi-label datasets (COCO, UnRel).
 - ``boxes`` (list of ``[x1, y1, x2, y2]`` float32): pixels of the stored image, 0-based, continuous coordinates
