@@ -9,6 +9,7 @@ Issue-17 cases covered here ("Images and data folders"):
 - a COCO annotation without ``segmentation`` -> ``KeyError`` from pycocotools: its box is its mask, counted in
   ``report.converted["mask_from_box"]``.
 - 16-bit PNGs were pure white in the loaders; EXIF orientation is applied by the loaders as by ``explain``.
+- the same screening (bombs, extreme side ratios, unreadable, 16-bit) for Hub and parquet rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from consistentzoo.data import DataQualityWarning, load
 from consistentzoo.data.images import open_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a 20000 x 20000 PNG (written once per module: about 0.5 s)."""
+    return nat.bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png").read_bytes()
 
 
 def _load(*args, **kw):
@@ -48,9 +55,9 @@ def _folder(root: Path) -> Path:
 # --- bombs and absurd sizes in a folder ---------------------------------------------------------------------------
 
 
-def test_bomb_and_strip_in_imagefolder_skipped_and_counted(tmp_path) -> None:
+def test_bomb_and_strip_in_imagefolder_skipped_and_counted(tmp_path, bomb) -> None:
     root = _folder(tmp_path / "f")
-    nat.bomb_png(root / "train" / "cat" / "bomb.png")
+    (root / "train" / "cat" / "bomb.png").write_bytes(bomb)
     nat.strip_png(root / "train" / "dog" / "strip.png")
     for level in ("header", "full"):
         ds, report = _load("imagefolder", "train", root, check_images=level, cache_dir=tmp_path / level)
@@ -58,11 +65,11 @@ def test_bomb_and_strip_in_imagefolder_skipped_and_counted(tmp_path) -> None:
         assert report.skipped == {"too_large": 1, "extreme_aspect": 1}
 
 
-def test_evaluate_not_aborted_by_a_bomb(tmp_path) -> None:
+def test_evaluate_not_aborted_by_a_bomb(tmp_path, bomb) -> None:
     from consistentzoo.metrics.cli import build_parser, run_evaluate
 
     root = _folder(tmp_path / "f")
-    nat.bomb_png(root / "train" / "dog" / "bomb.png")
+    (root / "train" / "dog" / "bomb.png").write_bytes(bomb)
     out = tmp_path / "r.json"
     argv = (
         f"--model resnet18 --pretrained false --num-classes 2 --dataset imagefolder --split train --source {root} "
@@ -158,3 +165,44 @@ def test_exif_rotated_photo_loads_as_explain_opens_it(tmp_path) -> None:
     assert row["image"].size == (30, 40)
     assert np.array_equal(np.asarray(row["image"]), np.asarray(open_image(rot)))
     assert Image.open(rot).size == (40, 30)
+
+
+# --- the same checks on Hub / parquet rows ------------------------------------------------------------------------
+
+
+def test_hub_and_parquet_rows_screened_like_local_files(tmp_path, bomb) -> None:
+    import datasets
+
+    from consistentzoo.data.registry import get_spec
+
+    good = nat.image(tmp_path / "g.png", (20, 16), fmt="PNG").read_bytes()
+    rows = {
+        "good": good,
+        "bomb": bomb,
+        "strip": nat.strip_png(tmp_path / "strip.png").read_bytes(),
+        "corrupt": b"not an image",
+        "empty": b"",
+        "deep": nat.png16(tmp_path / "deep.png", 32896, (20, 16)).read_bytes(),
+    }
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    hub = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b, "path": None} for b in rows.values()], "label": [0] * len(rows)}, features=feats
+    )
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        ds = get_spec("flowers102").from_hub(hub, "train")
+    (report,) = [w.message.report for w in rec if issubclass(w.category, DataQualityWarning)]
+    assert report.skipped == {"too_large": 1, "extreme_aspect": 1, "corrupt_image": 2}
+    assert report.converted == {"16bit_to_8bit": 1}
+    assert len(ds) == 2 and [r["image"].size for r in ds] == [(20, 16), (20, 16)]
+    assert np.all(np.asarray(ds[1]["image"]) == 128)
+
+    # A parquet file already in the common schema (a ``load`` export) is screened the same way.
+    common = ds.cast_column("image", datasets.Image(decode=False)).map(
+        lambda v, i: {"image": {"bytes": bomb, "path": None} if i == 0 else v},
+        input_columns=["image"],
+        with_indices=True,
+    )
+    common.to_parquet(tmp_path / "x.parquet")
+    back, report = _load("parquet", "train", tmp_path / "x.parquet")
+    assert len(back) == 1 and report.skipped == {"too_large": 1}

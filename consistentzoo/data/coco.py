@@ -177,14 +177,16 @@ def from_hub(ds: datasets.Dataset, split: str, **kw: Any) -> datasets.Dataset:
     """
     import datasets as hfd
 
-    from .convert import COMMON_COLUMNS, check_common
+    from .convert import COMMON_COLUMNS, check_common, screen_common, screen_images
 
     if COMMON_COLUMNS <= set(ds.column_names):
-        return check_common(ds, "coco")
+        return screen_common(check_common(ds, "coco"), "coco", split)
     if "objects" not in ds.column_names:
         return from_columns(ds, split, dataset="coco", **kw)
     names = ds.features["objects"]["category"].feature.names
     report = LoadReport("coco", split)
+    image_feature = ds.features["image"]
+    ds = screen_images(ds.cast_column("image", hfd.Image(decode=False)), report).cast_column("image", image_feature)
     feats = _hub_features(names)
 
     def fn(objects: dict[str, Any], width: int, height: int, image_id: Any) -> dict[str, Any]:

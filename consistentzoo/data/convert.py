@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import AnnotationFormatError, UnknownDatasetError
-from .images import probe_image
+from .errors import AnnotationFormatError, BadImageError, UnknownDatasetError
+from .images import open_image, probe_image, to_png_bytes
 from .schema import LoadReport, check_label, clean_boxes, make_features
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def from_columns(
     """Convert a single-label dataset with one optional box per image to the common schema.
 
     A dataset that already has the common columns (a parquet export of :func:`consistentzoo.data.load`) is
-    returned unchanged.
+    only checked (column types, then every image as in :func:`screen_images`).
 
     Args:
         ds: the Hub dataset.
@@ -64,12 +64,12 @@ def from_columns(
         id_column: column holding an identifier; default the image file name if stored, else the row index.
 
     Returns:
-        The converted dataset (images are not decoded or re-encoded).
+        The converted dataset (images are not decoded; only 16-bit ones are re-encoded, see :func:`screen_images`).
     """
     import datasets
 
     if COMMON_COLUMNS <= set(ds.column_names):
-        return check_common(ds, dataset)
+        return screen_common(check_common(ds, dataset), dataset, split)
     if bbox_format not in BOX_FORMATS:
         raise UnknownDatasetError(bbox_format, BOX_FORMATS, kind="box format")
     missing = [c for c in (image, label, bbox, id_column) if c is not None and c not in ds.column_names]
@@ -85,7 +85,7 @@ def from_columns(
         names = feat.names
     names = list(names)
     report = LoadReport(dataset, split)
-    ds = ds.cast_column(image, datasets.Image(decode=False))
+    ds = screen_images(ds.cast_column(image, datasets.Image(decode=False)), report, image)
 
     def convert(img: dict[str, Any], lab: Any, box: Any = None, ident: Any = None, idx: int = 0) -> dict[str, Any]:
         y = check_label(lab, len(names), f"{dataset} row {idx}")
@@ -119,6 +119,73 @@ def from_columns(
     if image != "image":
         out = out.rename_column(image, "image")
     out = out.cast(feats)
+    report.images = len(out)
+    report.emit()
+    return out
+
+
+def screen_images(ds: datasets.Dataset, report: LoadReport, image: str = "image") -> datasets.Dataset:
+    """Check every image of a Hub / parquet dataset as the local loaders do (header only, no pixel decoded).
+
+    Rows whose image is unreadable, a decompression bomb or of an extreme side ratio are dropped and counted in
+    ``report.skipped`` (by reason, as :func:`~consistentzoo.data.schema.check_image`); 16-bit images, which
+    ``datasets.Image`` would decode as white, are replaced by their 8-bit PNG (``report.converted``). Other
+    images are left as they are (no copy is made when nothing needs replacing).
+
+    Args:
+        ds: the dataset, its ``image`` column with ``datasets.Image(decode=False)``.
+        report: receives the counts.
+        image: the image column.
+    """
+
+    def where(v: dict[str, Any], i: int) -> str:
+        return v.get("path") or f"{report.dataset} row {i}"
+
+    def check(values: list[dict[str, Any]], idx: list[int]) -> dict[str, list[str]]:
+        out = []
+        for v, i in zip(values, idx, strict=True):
+            try:
+                info = probe_image(v["bytes"] if v.get("bytes") else v.get("path") or b"", name=where(v, i))
+                out.append("16bit_to_8bit" if info.needs_rescale else "")
+            except BadImageError as e:
+                out.append(e.reason)
+        return {"check": out}
+
+    checks = ds.map(
+        check,
+        input_columns=[image],
+        with_indices=True,
+        batched=True,
+        remove_columns=ds.column_names,
+        desc=f"{report.dataset}: checking images",
+    )["check"]
+    wide = {i for i, c in enumerate(checks) if c == "16bit_to_8bit"}
+    if wide:
+        report.converted["16bit_to_8bit"] += len(wide)
+
+        def rescale(v: dict[str, Any], i: int) -> dict[str, Any]:
+            if i not in wide:
+                return {image: v}
+            src = v["bytes"] if v.get("bytes") else v["path"]
+            return {image: {"bytes": to_png_bytes(open_image(src, name=where(v, i))), "path": None}}
+
+        ds = ds.map(rescale, input_columns=[image], with_indices=True, features=ds.features)
+    bad = [i for i, c in enumerate(checks) if c and c != "16bit_to_8bit"]
+    for i in bad:
+        report.skip(f"row {i}", checks[i])
+    if bad:
+        drop = set(bad)
+        ds = ds.select([i for i in range(len(ds)) if i not in drop])
+    return ds
+
+
+def screen_common(ds: datasets.Dataset, dataset: str, split: str) -> datasets.Dataset:
+    """:func:`screen_images` on a dataset already in the common schema; its feature types are kept."""
+    import datasets
+
+    report = LoadReport(dataset, split)
+    feature = ds.features["image"]
+    out = screen_images(ds.cast_column("image", datasets.Image(decode=False)), report).cast_column("image", feature)
     report.images = len(out)
     report.emit()
     return out
