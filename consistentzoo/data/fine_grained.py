@@ -91,6 +91,9 @@ def load_cub200(
     paths = {
         img_id: safe_join(root / "images", rel, f"cub200 image {img_id} (images.txt)") for img_id, rel in t["images"]
     }
+    mask_of = (
+        {i: seg / p.relative_to(root / "images").with_suffix(".png") for i, p in paths.items()} if masks and seg else {}
+    )
 
     def items() -> Iterator[Item]:
         for img_id, _ in t["images"]:
@@ -99,12 +102,18 @@ def load_cub200(
             if is_train[img_id] != want_train:
                 continue
             x, y, w, h = boxes.get(img_id, (0.0, 0.0, 0.0, 0.0))
-            mask = [seg / paths[img_id].relative_to(root / "images").with_suffix(".png")] if masks and seg else None
+            mask = [mask_of[img_id]] if img_id in mask_of else None
             yield Item(img_id, paths[img_id], labels[img_id], [[x, y, x + w, y + h]], [labels[img_id]], None, mask)
 
     report = LoadReport("cub200", split)
     key = fingerprint(
-        "cub200", str(root.resolve()), split, masks, check_images, files=files.values(), images=paths.values()
+        "cub200",
+        str(root.resolve()),
+        split,
+        masks,
+        check_images,
+        files=files.values(),
+        images=[*paths.values(), *mask_of.values()],
     )
     rows = rows_from_items(items(), len(names), check_images, report, with_mask=masks)
     return build(rows, names, report, key, with_mask=masks, cache_dir=cache_dir)
