@@ -7,7 +7,8 @@ Every loader (:mod:`consistentzoo.data`) and ``consistentzoo explain`` go throug
 - images larger than ``max_pixels`` (default Pillow's ``Image.MAX_IMAGE_PIXELS``, about 89 Mpixel) or with a side
   ratio above ``max_aspect`` (default :data:`MAX_ASPECT`): ``reason`` ``too_large`` / ``extreme_aspect``. The
   size is read from the header, before any pixel is decoded, so a 20000 x 20000 "decompression bomb" or a
-  100000 x 1 strip costs nothing; Pillow's own ``DecompressionBombError`` is reported the same way.
+  100000 x 1 strip costs nothing; Pillow's own ``DecompressionBombError`` is reported the same way (so a
+  ``max_pixels`` above twice ``Image.MAX_IMAGE_PIXELS`` needs that global raised too).
 
 Decoding applies the EXIF orientation (``PIL.ImageOps.exif_transpose``) and scales 16-bit grey images (modes
 ``I;16*`` and ``I``, e.g. 16-bit PNGs) from 0..65535 to 0..255; Pillow's plain ``convert("RGB")`` clips them
