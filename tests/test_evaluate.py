@@ -187,7 +187,7 @@ def _worker(rank: int, world: int, port: int, data: str, weights: str, out: str,
     acc = Accelerator(cpu=True)
     assert acc.num_processes == world
     model = consistentzoo.create_model("resnet18", num_classes=80)
-    model.load_state_dict(torch.load(weights))
+    model.load_state_dict(torch.load(weights, weights_only=True))
     rows = evaluate(
         model, datasets.load_from_disk(data), ["gradcam"], metrics, config=EvalConfig(**SMALL), accelerator=acc
     )

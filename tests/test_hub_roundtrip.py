@@ -102,7 +102,7 @@ _CHILD = textwrap.dedent(
     import torch
 
     args = json.loads(sys.argv[1])
-    io = torch.load(args["io"])
+    io = torch.load(args["io"], weights_only=True)
     import timm
 
     # stock timm, before consistentzoo is imported: config.json alone must rebuild the GMP ResNet
