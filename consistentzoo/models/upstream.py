@@ -323,7 +323,7 @@ def convert(rec: ZooWeights, state: dict[str, torch.Tensor], file: str | Path) -
     """
     from .factory import create_model
 
-    model = create_model(rec.name)
+    model = create_model(rec.name, num_classes=rec.num_classes)
     expected = model.state_dict()
     problems: list[str] = []
     for key, value in expected.items():
