@@ -419,3 +419,33 @@ def test_publish_to_the_loopback_hub(server: FileServer, tmp_path: Path, monkeyp
             card.text
         )
         assert sha in card.text and card.data.license == "mit"
+
+
+def test_offline_without_a_cache_entry_says_what_to_do(server: FileServer, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="import-weights resnet50_cgc.in1k FILE"):
+        consistentzoo.create_model("resnet50_cgc.in1k", pretrained=True)
+    assert server.requests == []
+
+
+def test_a_damaged_cache_entry_is_removed_not_loaded(server: FileServer, tmp_path: Path) -> None:
+    rec = get_weights("resnet18_gmp_ce.in1k")
+    file = tmp_path / "model_best.pth.tar"
+    file.write_bytes(authors_checkpoint(authors_net("resnet18", gmp=True), "resnet18"))
+    weights = upstream.import_file(rec, file, check=False)
+    with open(weights, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\0" * 8)
+    assert upstream.cached(rec) is None and not upstream.entry_dir(rec).exists()
+
+
+def test_info_and_card_show_the_upstream_source(capsys) -> None:
+    from consistentzoo.hub import build_card
+
+    assert main(["info", "resnet50_ce.in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "https://download.pytorch.org/models/resnet50-19c8e357.pth" in out and "sha256 prefix 19c8e357" in out
+    assert "licence bsd-3-clause" in out
+    card = str(build_card(get_weights("resnet18_gmp_gc.coco")))
+    assert "https://drive.google.com/file/d/1plynvH8rKqLi37YaTl1I3HfLCw95kbZf/view" in card
+    assert "not published yet" not in card
