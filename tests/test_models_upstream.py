@@ -19,9 +19,8 @@ import json
 import os
 import pickle
 import re
+import shutil
 import socket
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +45,7 @@ from consistentzoo.models.metadata import UpstreamSource
 from consistentzoo.models.weights import sha256sum
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 class FileServer:
@@ -176,18 +176,16 @@ def cache_files(tmp_path: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.name.endswith(".lock"))
 
 
-def test_fetch_converts_caches_and_loads_offline(server: FileServer, tmp_path: Path, monkeypatch) -> None:
-    """The issue's "done when": `consistentzoo fetch` (a fresh process) against the stand-in, then an offline load."""
+def test_fetch_converts_caches_and_loads_offline(server: FileServer, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The issue's "done when": `consistentzoo fetch` against the stand-in, then an offline load."""
     net = authors_net("resnet18")
     data = authors_checkpoint(net, "resnet18")
     path = server.put("resnet18_gc.in1k", data)
     expected = logits(net, X)
 
-    cmd = [sys.executable, "-m", "consistentzoo.cli", "fetch", "resnet18_gc.in1k", "--skip-check"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "resnet18_gc.in1k" in done.stdout and "photo check: skipped" in done.stdout
+    assert main(["fetch", "resnet18_gc.in1k", "--skip-check"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18_gc.in1k" in out and "photo check: skipped" in out
     entry = tmp_path / "cache" / "upstream" / "resnet18_gc.in1k"
     names = ["config.json", "model.safetensors", "provenance.json"]
     assert cache_files(tmp_path) == ["resnet18_gc.in1k"] + [f"resnet18_gc.in1k/{n}" for n in names]
@@ -394,31 +392,62 @@ def test_fetch_runs_the_photo_check_and_caches_nothing_on_failure(server: FileSe
     assert cache_files(tmp_path) == []
 
 
+def tiny_coco(tmp_path: Path) -> Path | None:
+    """Two annotated photos of ../shared/data/coco128 in COCO's official layout, or None where that folder is absent."""
+    src = SHARED_DATA / "coco128"
+    if not src.is_dir():
+        return None
+    coco = json.loads((src / "annotations" / "instances_train2017.json").read_text())
+    keep = {a["image_id"] for a in coco["annotations"]}
+    coco["images"] = [im for im in coco["images"] if im["id"] in keep][:2]
+    ids = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in ids]
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(coco))
+    (root / "train2017").mkdir()
+    for im in coco["images"]:
+        shutil.copyfile(src / "train2017" / im["file_name"], root / "train2017" / im["file_name"])
+    return root
+
+
 def test_publish_to_the_loopback_hub(server: FileServer, tmp_path: Path, monkeypatch, capsys) -> None:
+    """fetch -> evaluate (the zoo's evaluator, where ../shared/data is present) -> card -> one commit -> paste lines."""
     from hub_server import HubServer
     from huggingface_hub import HfApi, ModelCard, constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     net = authors_net("resnet18", num_classes=80, gmp=True, seed=4)
     server.put("resnet18_gmp_gc.coco", authors_checkpoint(net, "resnet18"))
+    repo = "zoo/resnet18_gmp_gc.coco"
+    coco = tiny_coco(tmp_path)
     with HubServer() as hub:
-        argv = ["publish", "resnet18_gmp_gc.coco", "--repo", "zoo/resnet18_gmp_gc.coco", "--endpoint", hub.url,
-                "--token", "hf_test_write"]  # fmt: skip
+        argv = ["publish", "resnet18_gmp_gc.coco", "--repo", repo, "--endpoint", hub.url, "--token", "hf_test_write"]
+        if coco is not None:
+            argv += ["--eval-data", str(coco), "--eval-split", "train2017", "--eval-limit", "1",
+                     "--eval-cache-dir", str(tmp_path / "datasets")]  # fmt: skip
         assert main(argv) == 0
         out = capsys.readouterr().out
         revision = re.search(r"^revision: (\w+)$", out, re.M)[1]
         sha = re.search(r"^sha256: (\w+)$", out, re.M)[1]
-        assert f'hub=HubLocation("zoo/resnet18_gmp_gc.coco", "{revision}", "{sha}")' in out
-        assert hub.head("zoo/resnet18_gmp_gc.coco").oid == revision
+        assert f'hub=HubLocation("{repo}", "{revision}", "{sha}")' in out
+        assert hub.head(repo).oid == revision
         rec = get_weights("resnet18_gmp_gc.coco")
         assert sha == sha256sum(upstream.entry_dir(rec) / "model.safetensors")
         api = HfApi(endpoint=hub.url, token="hf_test_write")
-        assert {"model.safetensors", "config.json", "README.md"} <= set(api.list_repo_files("zoo/resnet18_gmp_gc.coco"))
-        card = ModelCard.load(api.hf_hub_download("zoo/resnet18_gmp_gc.coco", "README.md", revision=revision))
-        assert "converted from the release of the GC authors" in card.text and "1plynvH8rKqLi37YaTl1I3HfLCw95kbZf" in (
-            card.text
-        )
-        assert sha in card.text and card.data.license == "mit"
+        assert {"model.safetensors", "config.json", "README.md"} <= set(api.list_repo_files(repo))
+        fetched = {name: Path(api.hf_hub_download(repo, name, revision=revision, cache_dir=tmp_path / "hf"))
+                   for name in ("README.md", "model.safetensors", *(["metrics.json"] if coco else []))}  # fmt: skip
+    assert sha256sum(fetched["model.safetensors"]) == sha
+    card = ModelCard.load(fetched["README.md"])
+    assert "converted from the release of the GC authors" in card.text
+    assert "1plynvH8rKqLi37YaTl1I3HfLCw95kbZf" in card.text and sha in card.text and card.data.license == "mit"
+    if coco is not None:
+        rows = {r["metric"]: r for r in json.loads(fetched["metrics.json"].read_text())["results"]}
+        assert {"pg", "spg", "ch"} <= set(rows) and rows["pg"]["n"] > 0, rows
+        assert all(r["model"] == "resnet18_gmp_gc" and r["tag"] == "coco" for r in rows.values())
+        measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
+        assert measured["pg"] == pytest.approx(rows["pg"]["value"])
 
 
 def test_offline_without_a_cache_entry_says_what_to_do(server: FileServer, monkeypatch) -> None:

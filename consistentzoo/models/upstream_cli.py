@@ -58,6 +58,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-data", help="local dataset folder in its official layout: evaluate before publishing")
     p.add_argument("--eval-split", help="split to evaluate (default: validation for ImageNet, val2014 for COCO)")
     p.add_argument("--eval-limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--eval-cache-dir", help="where the converted dataset is cached (default: the datasets cache)")
     p.add_argument("--endpoint", help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
     p.add_argument("--token", help="write token (default: HF_TOKEN or the saved login)")
     _check_flag(p)
@@ -114,6 +115,7 @@ def publish(
     eval_data: str | None = None,
     eval_split: str | None = None,
     eval_limit: int | None = None,
+    eval_cache_dir: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
     check: bool = True,
@@ -134,11 +136,13 @@ def publish(
         metrics = None
         if eval_data:
             metrics = folder / "metrics.json"
-            _evaluate(rec, folder, eval_data, eval_split, eval_limit, metrics)
+            _evaluate(rec, folder, eval_data, eval_split, eval_limit, eval_cache_dir, metrics)
         return push(folder, repo_id, tag=rec, metrics=metrics, endpoint=endpoint, token=token)
 
 
-def _evaluate(rec: ZooWeights, folder: Path, source: str, split: str | None, limit: int | None, out: Path) -> None:
+def _evaluate(
+    rec: ZooWeights, folder: Path, source: str, split: str | None, limit: int | None, cache_dir: str | None, out: Path
+) -> None:
     """Run the zoo's evaluator (``recipes/evaluate.py``'s code) on the converted weights."""
     from ..metrics.cli import build_parser, run_evaluate
 
@@ -151,6 +155,8 @@ def _evaluate(rec: ZooWeights, folder: Path, source: str, split: str | None, lim
     ]  # fmt: skip
     if limit is not None:
         argv += ["--limit", str(limit)]
+    if cache_dir is not None:
+        argv += ["--cache-dir", str(cache_dir)]
     status = run_evaluate(build_parser().parse_args(argv))
     if status:
         raise RuntimeError(f"the evaluation of {rec.name} on {source} failed (exit status {status})")
@@ -160,7 +166,8 @@ def run_publish(args: argparse.Namespace) -> int:
     rec = get_weights(args.tag)
     result = publish(
         rec, args.repo, file=args.file, eval_data=args.eval_data, eval_split=args.eval_split,
-        eval_limit=args.eval_limit, endpoint=args.endpoint, token=args.token, check=not args.skip_check,
+        eval_limit=args.eval_limit, eval_cache_dir=args.eval_cache_dir, endpoint=args.endpoint, token=args.token,
+        check=not args.skip_check,
     )  # fmt: skip
     sys.stdout.write(
         f"published {rec.name} to {result.repo_id} at {result.endpoint}\n"
