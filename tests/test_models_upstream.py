@@ -367,6 +367,13 @@ def test_behaviour_check_passes_on_a_real_imagenet_model(efficientnet) -> None:
     top5 = upstream.behaviour_check(model, transform)
     for photo, (_, expected) in upstream.CHECK_PHOTOS.items():
         assert set(top5[photo]) & set(expected), photo
+    # the default transform comes from the model's pretrained_cfg, as for the zoo's converted models
+    model.pretrained_cfg = {"input_size": (3, 224, 224), "mean": (127 / 255,) * 3, "std": (128 / 255,) * 3,
+                            "crop_pct": 0.875, "interpolation": "bilinear"}  # fmt: skip
+    try:
+        assert upstream.behaviour_check(model) == top5
+    finally:
+        del model.pretrained_cfg
 
 
 def test_behaviour_check_fails_on_random_or_mislabelled_weights(efficientnet) -> None:
@@ -478,3 +485,13 @@ def test_info_and_card_show_the_upstream_source(capsys) -> None:
     card = str(build_card(get_weights("resnet18_gmp_gc.coco")))
     assert "https://drive.google.com/file/d/1plynvH8rKqLi37YaTl1I3HfLCw95kbZf/view" in card
     assert "not published yet" not in card
+
+
+def test_fetch_all_goes_on_after_a_failure(server: FileServer, tmp_path: Path, capsys) -> None:
+    server.put("resnet18_gmp_ce.coco", authors_checkpoint(authors_net("resnet18", num_classes=80, seed=7), "resnet18"))
+    assert main(["fetch", "--all"]) == 2  # the stand-in serves one tag; the others answer 404
+    captured = capsys.readouterr()
+    assert "12 of 13 failed" in captured.err and "fetch: resnet18_gmp_ce.coco: error" not in captured.err
+    assert "resnet18_gmp_ce.coco: " in captured.out
+    assert "photo check: skipped (the photo check is defined" in captured.out
+    assert [p for p in cache_files(tmp_path) if "/" not in p] == ["resnet18_gmp_ce.coco"]
