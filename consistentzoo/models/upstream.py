@@ -30,6 +30,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -276,10 +277,12 @@ def read_checkpoint(file: str | Path, rec: ZooWeights) -> tuple[dict[str, torch.
     except pickle.UnpicklingError as e:
         if "weights_only" not in str(e) and "Weights only" not in str(e):
             raise WeightsIntegrityError(f"{rec.name}: {file} is not a readable PyTorch checkpoint ({e})") from e
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(e).splitlines()]
+        why = next((line for line in lines if "Unpickler error" in line), lines[0] if lines else type(e).__name__)
+        why = why.split(". Please use")[0]  # not torch's advice on how to allowlist it
         raise UnsafeCheckpointError(
             f"{rec.name}: {file} needs more than tensors, numbers, strings, dicts and lists to be read "
-            f"(torch.load(weights_only=True): {first}); it was not unpickled. The authors' files need nothing more: "
+            f"(torch.load(weights_only=True): {why}); it was not unpickled. The authors' files need nothing more: "
             "this is another file"
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
