@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from .hub import cli as hub_cli
 from .metrics import cli as metrics_cli
 from .models import cli as models_cli
+from .models import upstream_cli
 from .saliency import cli as saliency_cli
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     saliency_cli.add_explain_parser(subparsers)
     metrics_cli.add_parsers(subparsers)
     hub_cli.add_hub_parsers(subparsers)
+    upstream_cli.add_parsers(subparsers)
     return parser
 
 

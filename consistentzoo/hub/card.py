@@ -318,7 +318,7 @@ def _load_section(rec: ZooWeights, repo_id: str | None) -> str:
         f"# or from a local copy of this repository's files:\n"
         f'model = consistentzoo.create_model("{rec.zoo_name}", pretrained="path/to/folder")\n```'
     )
-    if not repo_id and not rec.local_dir:
+    if not repo_id and not rec.local_dir and not rec.upstream:
         blocks.insert(0, f"The weights are not published yet; train them with `{rec.recipe_command}`.")
     return "\n\n".join(blocks)
 
@@ -379,6 +379,8 @@ def build_card(
     files.append(f"- `{METRICS_NAME}` — the measured metrics above" if measured else "")
     if rec.hub and rec.hub.repo_id == repo_id:
         files.append(f"- pinned revision in the zoo's metadata: `{rec.hub.revision}`")
+    if rec.upstream:
+        files.append(f"- converted from the release of the {rec.upstream.describe()}")
     citations = []
     for key in rec.papers:
         p = PAPERS[key]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .metadata import UpstreamSource, attach_upstream
 from .zoo import build_zoo_model, entrypoint_doc, make_weights, register_zoo_entrypoints, timm_default_cfgs, zoo_names
 
 
@@ -122,6 +123,27 @@ _WEIGHTS = [
         objective_args={"lam": 25.0, "finetune": True, "init": "alexnet_ce.fashion_scenes"},
     ),
 ]  # fmt: skip
+
+# torchvision's AlexNet is the GC paper's baseline; the GC authors released their GC model (MIT, on Google Drive)
+_UPSTREAM = {
+    "alexnet_ce.in1k": UpstreamSource(
+        provider="torchvision",
+        kind="url",
+        location="https://download.pytorch.org/models/alexnet-owt-4df8aa71.pth",
+        format="torchvision_state_dict",
+        license="bsd-3-clause",
+        filename="alexnet-owt-4df8aa71.pth",
+        sha256_prefix="4df8aa71",
+    ),
+    "alexnet_gc.in1k": UpstreamSource(
+        provider="GC authors",
+        kind="drive_file",
+        location="1s9xAZ2p8wdyiVVqnokOACtJTOEvh_D35",
+        format="authors_pth_tar",
+        license="mit",
+    ),
+}
+_WEIGHTS = attach_upstream(_WEIGHTS, _UPSTREAM)
 
 # ``alexnet`` itself is the base architecture saved configs name (timm has no AlexNet, so no name is overwritten)
 ZOO_NAMES = zoo_names("alexnet")

@@ -48,7 +48,8 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rec.as_dict(), indent=2, default=str))
         return 0
-    where = f"{rec.hub.repo_id}@{rec.hub.revision}" if rec.hub else (rec.local_dir or "not published yet")
+    unpublished = "converted from upstream on first use" if rec.upstream else "not published yet"
+    where = f"{rec.hub.repo_id}@{rec.hub.revision}" if rec.hub else (rec.local_dir or unpublished)
     args_text = ", ".join(f"{k}={v}" for k, v in rec.objective_args.items()) or "-"
     lines = [
         f"{rec.name}",
@@ -57,6 +58,7 @@ def run_info(args: argparse.Namespace) -> int:
         f"  dataset       {rec.dataset}, {rec.num_classes} classes, input {rec.input_size}",
         f"  parameters    {rec.num_params:,}",
         f"  weights       {where}",
+        *([f"  upstream      {rec.upstream.describe()}"] if rec.upstream else []),
         f"  recipe        {rec.recipe_command}",
         f"  licence       {rec.license}",
         "  papers        " + "; ".join(f"{PAPERS[p].title} ({PAPERS[p].venue} {PAPERS[p].year})" for p in rec.papers),

@@ -25,3 +25,11 @@ class WeightsIntegrityError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not fit the requested model (architecture or number of classes)."""
+
+
+class UnsafeCheckpointError(WeightsIntegrityError):
+    """A pickled checkpoint that needs more than ``torch.load(weights_only=True)`` allows; it is never unpickled."""
+
+
+class BehaviourCheckError(WeightsIntegrityError):
+    """Converted weights that do not recognise the check photos (wrong key mapping, normalisation or pooling)."""

@@ -53,6 +53,52 @@ class HubLocation:
 
 
 @dataclass(frozen=True)
+class UpstreamSource:
+    """Where the papers' authors (or torchvision) released a tag's weights, and how that file is stored.
+
+    The file is converted once into the zoo's safetensors form and cached (:mod:`consistentzoo.models.upstream`).
+
+    Attributes:
+        provider: who released it (``torchvision``, ``GC authors``, ``CGC authors``).
+        kind: ``url`` (a plain download URL), ``drive_file`` or ``drive_folder`` (a Google Drive id).
+        location: the URL, or the Drive file/folder id.
+        format: ``authors_pth_tar`` (``torch.save({'epoch', 'arch', 'state_dict', 'best_acc1', 'optimizer'})`` of a
+            ``DataParallel`` model) or ``torchvision_state_dict`` (a bare state dict with torchvision's names).
+        license: licence of the released weights.
+        sha256_prefix: leading hex digits of the file's sha256 that we know (torchvision's file names carry 8).
+        sha256: the full sha256 of the released file once pinned (logged and recorded at the first download).
+        filename: local name of the downloaded file (also its name under a mirror, see ``upstream.ENV_MIRROR``).
+    """
+
+    provider: str
+    kind: str
+    location: str
+    format: str
+    license: str
+    filename: str = "checkpoint.pth.tar"
+    sha256_prefix: str | None = None
+    sha256: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The address a browser opens to get the file (Drive: its sharing page)."""
+        if self.kind == "drive_file":
+            return f"https://drive.google.com/file/d/{self.location}/view"
+        if self.kind == "drive_folder":
+            return f"https://drive.google.com/drive/folders/{self.location}"
+        return self.location
+
+    def describe(self) -> str:
+        """One line for ``consistentzoo info`` and the cards."""
+        known = (
+            f"sha256 {self.sha256}"
+            if self.sha256
+            else (f"sha256 prefix {self.sha256_prefix}" if self.sha256_prefix else "no published hash")
+        )
+        return f"{self.provider}: {self.url} ({self.format}, licence {self.license}, {known})"
+
+
+@dataclass(frozen=True)
 class ZooWeights:
     """Metadata of one weight tag (``{zoo_name}.{dataset_tag}``).
 
@@ -74,6 +120,7 @@ class ZooWeights:
         hub: published location, or None while the weights are not published.
         local_dir: directory inside the repository holding committed weights, or None.
         sha256: sha256 of the committed ``local_dir`` weights (Hub weights carry theirs in ``hub``).
+        upstream: the authors' release, converted and cached when nothing above holds the weights, or None.
         license: licence of the weights.
         description: one sentence for cards and ``torch.hub.help``.
     """
@@ -95,6 +142,7 @@ class ZooWeights:
     hub: HubLocation | None = None
     local_dir: str | None = None
     sha256: str | None = None
+    upstream: UpstreamSource | None = None
     license: str = "mit"
     description: str = ""
 
@@ -121,7 +169,7 @@ class ZooWeights:
 
     @property
     def published(self) -> bool:
-        return self.hub is not None or self.local_dir is not None
+        return self.hub is not None or self.local_dir is not None or self.upstream is not None
 
     def timm_cfg(self) -> dict[str, Any]:
         """The timm ``pretrained_cfg`` fields of this tag (hub id only once published)."""
@@ -156,6 +204,17 @@ def register_weights(records: list[ZooWeights]) -> list[ZooWeights]:
             raise ValueError(f"{rec.name}: objective {rec.objective!r} is not one of {OBJECTIVES}")
         _WEIGHTS[rec.name] = rec
     return records
+
+
+def attach_upstream(records: list[ZooWeights], sources: dict[str, UpstreamSource]) -> list[ZooWeights]:
+    """The records with their upstream release filled in (and its licence, which is the weights' licence)."""
+    unknown = set(sources) - {r.name for r in records}
+    if unknown:
+        raise ValueError(f"upstream sources for unregistered tags: {sorted(unknown)}")
+    return [
+        dataclasses.replace(r, upstream=src, license=src.license) if (src := sources.get(r.name)) else r
+        for r in records
+    ]
 
 
 def list_weights(zoo_name: str | None = None) -> list[ZooWeights]:

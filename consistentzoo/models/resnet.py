@@ -13,6 +13,7 @@ from typing import Any
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
+from .metadata import UpstreamSource, attach_upstream
 from .zoo import build_zoo_model, entrypoint_doc, make_weights, register_zoo_entrypoints, timm_default_cfgs, zoo_names
 
 _BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
@@ -186,6 +187,38 @@ _WEIGHTS = [
         objective_args={**_FS_GC, "init": "resnet18_gmp_ce.fashion_scenes"}, **_FS,
     ),
 ]  # fmt: skip
+
+# The authors' releases (GC: UMBCvision/Explainable-Models-with-Consistent-Interpretations, README "Pre-trained";
+# CGC: UCDvision/CGC, README "Checkpoints"; both MIT) and torchvision's ResNet-50, the GC paper's baseline. The GC
+# README links its COCO ResNet18 baseline and GC rows to the ImageNet files, so only the two GMP COCO tags have one.
+
+
+def _gc_drive(file_id: str) -> UpstreamSource:
+    return UpstreamSource("GC authors", "drive_file", file_id, format="authors_pth_tar", license="mit")
+
+
+_UPSTREAM = {
+    "resnet18_ce.in1k": _gc_drive("1jBPTU75iar5dSoqB3jlNMcAnOSY3H17n"),
+    "resnet18_gc.in1k": _gc_drive("1W52-sYbyPi-VFLRNlIWAwx4MExWiqMS_"),
+    "resnet18_gmp_ce.in1k": _gc_drive("1ivN3kqDyZ6ekY6jVI0RMAYu_QoiDxCvT"),
+    "resnet18_gmp_gc.in1k": _gc_drive("1NcJ5U8HIHKzReUpcDRdyMyrRmNXZcJ8J"),
+    "resnet50_ce.in1k": UpstreamSource(
+        provider="torchvision", kind="url", location="https://download.pytorch.org/models/resnet50-19c8e357.pth",
+        format="torchvision_state_dict", license="bsd-3-clause", filename="resnet50-19c8e357.pth",
+        sha256_prefix="19c8e357",
+    ),
+    "resnet50_gc.in1k": _gc_drive("1eGQke4BApVdObrq0NdrhMayUzihdcTvx"),
+    "resnet50_gmp_ce.in1k": _gc_drive("1bjaEHU-NKrUnsf5QTHpIVeknRbrwkD32"),
+    "resnet50_gmp_gc.in1k": _gc_drive("1yuvwGn6Em_lYWwjTXXfmcGAGV23sZ0D0"),
+    "resnet18_gmp_ce.coco": _gc_drive("1rKP2oi1K83VP9w9jj_wgYw3psU_T5CMY"),
+    "resnet18_gmp_gc.coco": _gc_drive("1plynvH8rKqLi37YaTl1I3HfLCw95kbZf"),
+    # a Drive folder ("ResNet50 model pre-trained on ImageNet") holding the checkpoint
+    "resnet50_cgc.in1k": UpstreamSource(
+        provider="CGC authors", kind="drive_folder", location="1n7lFew0CdWuYCpR1kImMt7UC7_vsO5CT",
+        format="authors_pth_tar", license="mit",
+    ),
+}  # fmt: skip
+_WEIGHTS = attach_upstream(_WEIGHTS, _UPSTREAM)
 
 ZOO_NAMES = zoo_names("resnet18") + zoo_names("resnet50")
 

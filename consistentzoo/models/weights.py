@@ -202,6 +202,10 @@ def resolve_weights_file(rec: ZooWeights) -> Path:
             if expected and sha256sum(path) != expected:
                 raise WeightsIntegrityError(f"{path}: sha256 differs from the one recorded for {rec.name}")
             return path
+    if rec.hub is None and rec.upstream is not None:
+        from .upstream import resolve  # the authors' release, converted once and cached
+
+        return resolve(rec)
     if rec.hub is None:
         raise WeightsUnavailableError(
             f"{rec.name} has no published weights yet. Train them with `{rec.recipe_command}` and load the output "
