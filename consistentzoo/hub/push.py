@@ -31,11 +31,11 @@ from ..models.errors import UnknownModelError
 from ..models.metadata import HubLocation, ZooWeights, get_weights
 from ..models.weights import CONFIG_NAME, WEIGHTS_NAME, read_config, save_pretrained, sha256sum, transport_errors
 from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png
-from .errors import HubAuthError, HubPushError
+from .errors import HubAuthError, HubPushError, InvalidWeightsError
+from .pull import HUB_RECORD_NAME
 
 _logger = logging.getLogger(__name__)
 
-HUB_RECORD_NAME = "hub.json"
 _REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 _RETRY_WAIT_S = 1.0
 
@@ -96,6 +96,30 @@ def _record_for(tag: ZooWeights | str | None, cfg: dict[str, Any]) -> ZooWeights
         )
         return None
     return rec
+
+
+def validate_weights(folder: Path, cfg: dict[str, Any]) -> None:
+    """Build the model ``config.json`` describes and load the folder's weights into it, as a user's load would.
+
+    The loading functions of :mod:`consistentzoo.models` check that the file is safetensors and whole, that its
+    tensors are finite and of the expected kinds, and that they fit the architecture and class count.
+
+    Raises:
+        InvalidWeightsError: any of these fails (nothing has been uploaded).
+    """
+    from ..models import CheckpointMismatchError, WeightsIntegrityError, create_model
+
+    info = cfg.get("consistentzoo") or {}
+    name = info.get("zoo_name") or cfg.get("architecture")
+    if not name:
+        raise InvalidWeightsError(f"{folder / CONFIG_NAME} names no architecture; nothing was uploaded")
+    try:
+        create_model(name, pretrained=folder)
+    except (WeightsIntegrityError, CheckpointMismatchError, UnknownModelError, KeyError, TypeError, ValueError) as e:
+        raise InvalidWeightsError(
+            f"{folder / WEIGHTS_NAME} does not load as the {name} that {CONFIG_NAME} describes: {e}; nothing was "
+            "uploaded"
+        ) from e
 
 
 def _collect(
@@ -171,6 +195,8 @@ def push(
 
     Raises:
         ValueError: a malformed ``repo_id`` or a broken input file.
+        InvalidWeightsError: the weights do not load into the model ``config.json`` describes (truncated, not
+            safetensors, non-finite, another architecture or class count); checked before anything is sent.
         FileNotFoundError: the folder is not a weights folder, or a named file is missing.
         HubAuthError: the token was refused; nothing was uploaded.
         HubPushError: the server failed (after retries) or the branch moved during the push.
@@ -207,6 +233,7 @@ def _push_folder(
     cfg = read_config(folder)
     rec = _record_for(tag, cfg)
     files = _collect(folder, metrics, training_config, image)
+    validate_weights(folder, cfg)
     sha = sha256sum(files[WEIGHTS_NAME])
     payload: dict[str, Path | bytes] = dict(files)
     if rec is not None:
@@ -290,10 +317,20 @@ def _landed(
     head = api.repo_info(repo_id, revision=branch).sha
     if head == parent:
         return None
-    remote = {f.path: f.blob_id for f in api.get_paths_info(repo_id, list(payload), revision=head)}
-    if all(remote.get(p) == _local_oid(src) for p, src in payload.items()):
+    remote = {f.path: f for f in api.get_paths_info(repo_id, list(payload), revision=head)}
+    if all(p in remote and _same_content(remote[p], src) for p, src in payload.items()):
         return head, f"{api.endpoint}/{repo_id}/commit/{head}"
     return None
+
+
+def _same_content(remote: Any, src: Path | bytes) -> bool:
+    """Whether a Hub file holds ``src``: by its LFS sha256 for LFS files (weights), else by its git blob id."""
+    import hashlib
+
+    if getattr(remote, "lfs", None) is not None:
+        data = src if isinstance(src, bytes) else src.read_bytes()
+        return remote.lfs.sha256 == hashlib.sha256(data).hexdigest()
+    return remote.blob_id == _local_oid(src)
 
 
 def _failed_message(
