@@ -15,6 +15,7 @@ preupload call on 5xx.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -30,7 +31,7 @@ from torch import nn
 from ..models.errors import UnknownModelError
 from ..models.metadata import HubLocation, ZooWeights, get_weights
 from ..models.weights import CONFIG_NAME, WEIGHTS_NAME, read_config, save_pretrained, sha256sum, transport_errors
-from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png
+from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png, record_from_config
 from .errors import HubAuthError, HubPushError, InvalidWeightsError
 from .pull import HUB_RECORD_NAME
 
@@ -73,36 +74,45 @@ class PushResult:
         return out
 
 
-def _record_for(tag: ZooWeights | str | None, cfg: dict[str, Any]) -> ZooWeights | None:
-    """The tag record the card is generated from: given, or named in ``config.json`` and consistent with it."""
+def _record_for(tag: ZooWeights | str | None, cfg: dict[str, Any], num_params: int) -> ZooWeights | None:
+    """The record the card is generated from: given; else the registered tag ``config.json`` names when the weights
+    are that tag's (same dataset and class count); else one built from ``config.json``'s own facts (fine-tuning)."""
     if isinstance(tag, ZooWeights):
         return tag
     if isinstance(tag, str):
         return get_weights(tag)
     info = cfg.get("consistentzoo") or {}
-    if not info.get("zoo_name") or not info.get("tag"):
-        return None
-    try:
-        rec = get_weights(f"{info['zoo_name']}.{info['tag']}")
-    except UnknownModelError:
-        return None
-    if rec.num_classes != cfg.get("num_classes"):
+    rec = None
+    if info.get("zoo_name") and info.get("tag"):
+        try:
+            rec = get_weights(f"{info['zoo_name']}.{info['tag']}")
+        except UnknownModelError:
+            rec = None
+    if (
+        rec is not None
+        and rec.num_classes == cfg.get("num_classes")
+        and info.get("dataset", rec.dataset) == rec.dataset
+    ):
+        if rec.label_names is None and info.get("label_names"):
+            rec = dataclasses.replace(rec, label_names=tuple(info["label_names"]))
+        return rec
+    if rec is not None:
         _logger.warning(
-            "config.json names %s but has %s classes (the tag has %d): not using that tag's metadata for the card; "
-            "pass tag=<ZooWeights or name> to push a card",
-            rec.name,
-            cfg.get("num_classes"),
-            rec.num_classes,
-        )
-        return None
-    return rec
+            "config.json names %s but holds %s classes of %s (the tag: %d of %s): the card describes the weights "
+            "from config.json's facts, not from that tag",
+            rec.name, cfg.get("num_classes"), info.get("dataset"), rec.num_classes, rec.dataset,
+        )  # fmt: skip
+    return record_from_config(cfg, num_params)
 
 
-def validate_weights(folder: Path, cfg: dict[str, Any]) -> None:
+def validate_weights(folder: Path, cfg: dict[str, Any]) -> nn.Module:
     """Build the model ``config.json`` describes and load the folder's weights into it, as a user's load would.
 
     The loading functions of :mod:`consistentzoo.models` check that the file is safetensors and whole, that its
     tensors are finite and of the expected kinds, and that they fit the architecture and class count.
+
+    Returns:
+        The loaded model.
 
     Raises:
         InvalidWeightsError: any of these fails (nothing has been uploaded).
@@ -114,7 +124,7 @@ def validate_weights(folder: Path, cfg: dict[str, Any]) -> None:
     if not name:
         raise InvalidWeightsError(f"{folder / CONFIG_NAME} names no architecture; nothing was uploaded")
     try:
-        create_model(name, pretrained=folder)
+        return create_model(name, pretrained=folder)
     except (WeightsIntegrityError, CheckpointMismatchError, UnknownModelError, KeyError, TypeError, ValueError) as e:
         raise InvalidWeightsError(
             f"{folder / WEIGHTS_NAME} does not load as the {name} that {CONFIG_NAME} describes: {e}; nothing was "
@@ -231,9 +241,9 @@ def _push_folder(
     from huggingface_hub.errors import RepositoryNotFoundError
 
     cfg = read_config(folder)
-    rec = _record_for(tag, cfg)
     files = _collect(folder, metrics, training_config, image)
-    validate_weights(folder, cfg)
+    model = validate_weights(folder, cfg)
+    rec = _record_for(tag, cfg, sum(p.numel() for p in model.parameters()))
     sha = sha256sum(files[WEIGHTS_NAME])
     payload: dict[str, Path | bytes] = dict(files)
     if rec is not None:

@@ -678,6 +678,11 @@ def _train(cfg: TrainingConfig, hw: Hardware, accelerator: Any, out: Path, callb
         "mixed_precision": hw.mixed_precision,
         "train_last": last_parts,
         "eval": final,
+        "eval_method": cfg.train.eval_method,
+        "eval_dataset": cfg.data.dataset if eval_ds is not None else None,
+        "eval_split": (cfg.data.eval_split or f"{cfg.data.train_split} (few-shot rest)")
+        if eval_ds is not None
+        else None,
         "history": loop.history,
         "wall_s": wall,
         "samples_per_s": seen / wall if wall > 0 and seen else math.nan,
@@ -749,6 +754,7 @@ def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any
         "data_source": source,
         "init": cfg.model.init,
         "label_names": names,
+        "input_size": [3, cfg.data.image_size, cfg.data.image_size],
         "recipe_config": "config.yaml",
     }
 
