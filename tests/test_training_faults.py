@@ -219,6 +219,12 @@ def test_full_disk_for_real_on_a_small_tmpfs(tmp_path: Path, data: Path) -> None
         assert "step_000001 is kept" in str(info.value)
         assert [p.name for p in list_checkpoints(disk / "run" / "checkpoints")] == ["step_000001"]
         verify_checkpoint(disk / "run" / "checkpoints" / "step_000001")
+        # the final weights (written by save_pretrained through safetensors) when only the last checkpoint fits
+        shutil.rmtree(disk / "run")
+        cfg = config_from_dict(tiny_config(data, "ce", max_steps=1, checkpoint_every=0))
+        with pytest.raises(DiskFullError, match=r"disk full while writing .*run/model\.safetensors"):
+            train(cfg, _hw(disk / "run"))
+        verify_checkpoint(disk / "run" / "checkpoints" / "step_000001")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 

@@ -79,15 +79,28 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except DiskFullError:
         raise
-    except OSError as e:
-        if e.errno not in _DISK_FULL:
+    except Exception as e:
+        code = _disk_full_errno(e)
+        if code is None:
             raise
         free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
         raise DiskFullError(
-            e.errno,
-            f"disk full while writing {path} ({os.strerror(e.errno)}; {free} bytes free); free some space "
+            code,
+            f"disk full while writing {path} ({os.strerror(code)}; {free} bytes free); free some space "
             "and resume with --resume auto",
         ) from e
+
+
+def _disk_full_errno(e: BaseException) -> int | None:
+    """ENOSPC/EDQUOT of an ``OSError``, or of a library error that only quotes it (safetensors' ``SafetensorError:
+    ... I/O error: No space left on device (os error 28)``)."""
+    if isinstance(e, OSError):
+        return e.errno if e.errno in _DISK_FULL else None
+    text = str(e)
+    for code in _DISK_FULL:
+        if f"(os error {code})" in text or os.strerror(code) in text:
+            return code
+    return None
 
 
 def write_file(path: Path, data: bytes) -> None:
