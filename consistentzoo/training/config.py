@@ -42,7 +42,7 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A config key that does not exist, or a value of the wrong type (raised before any work starts)."""
+    """A config key that does not exist, or a value of the wrong type or range (raised before any work starts)."""
 
 
 @dataclass
@@ -499,7 +499,11 @@ def config_from_dict(raw: dict[str, Any]) -> TrainingConfig:
     """Build and check a :class:`TrainingConfig` from a plain mapping (as read from YAML).
 
     Raises:
-        ConfigError: an unknown key, a value of the wrong type, an unknown objective or objective argument.
+        ConfigError: an unknown key, a value of the wrong type or outside its range (``optim.lr`` > 0,
+            ``optim.momentum`` in [0, 1], ``optim.weight_decay`` >= 0, ``schedule.gamma`` in (0, 1],
+            ``model.num_classes`` >= 2, ``data.image_size`` >= 8), a ``model.kwargs`` key the architecture does not
+            take, a ``data.load_kwargs`` key the dataset's loader does not take, an unknown objective or objective
+            argument.
     """
     cfg = _build(TrainingConfig, raw, "")
     _check_objective(cfg)

@@ -25,7 +25,14 @@ backward, on every process (one all-reduce of a flag). If any process sees NaN o
 step: the step, epoch and the ids of each process's batch are logged as an error and written to
 ``<output>/nan_report.json``, the step is not applied, no checkpoint is written for it (the previous good checkpoint
 stays the newest), and :class:`NonFiniteLossError` is raised. Resuming with ``--resume auto`` restarts from that
-checkpoint; a NaN that reappears at the same step is in the data or the hyper-parameters, not in chance.
+checkpoint; a NaN that reappears at the same step is in the data or the hyper-parameters, not in chance. A finite
+loss does not make the update finite (``optim.lr=1e10`` overflows BatchNorm's running variances): before every
+checkpoint and the final weights, every parameter, buffer and optimiser tensor is checked, and a non-finite one stops
+the run the same way (:class:`NonFiniteValuesError`, the report naming the tensors).
+
+Output folder: one run per folder (:mod:`consistentzoo.training.outdir`: a lock, and a previous run is refused unless
+resumed or overwritten); every file is written through :func:`~consistentzoo.training.checkpoint.write_file` (mode
+from the umask, a full disk named as ``disk full while writing <file>``).
 """
 
 from __future__ import annotations
@@ -432,9 +439,12 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
     """Train, checkpoint and write the weights folder; returns the final metrics (also in ``metrics.json``).
 
     Raises:
-        ConfigError: the global batch does not split over processes × accumulation.
-        CheckpointError: ``resume`` names a bad checkpoint, or one of another run.
-        NonFiniteLossError: the loss became NaN or infinite (see the module docstring).
+        ConfigError: the global batch does not split over processes × accumulation, a micro-batch of one image with
+            BatchNorm, labels outside ``model.num_classes``, or a ``model.init`` whose weights are not available.
+        OutputDirError: ``output_dir`` holds a previous run (without ``resume``/``overwrite``), or is in use.
+        CheckpointError: ``resume`` names a bad checkpoint, or one of another run or version.
+        DiskFullError: the disk filled up while writing a checkpoint or the weights.
+        NonFiniteLossError: the loss, or (:class:`NonFiniteValuesError`) a weight became NaN or infinite.
     """
     from accelerate import Accelerator
 
