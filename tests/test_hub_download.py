@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from hub_server import HubServer, git_blob_oid
+from hub_server import HubServer, git_blob_oid, hub_environment
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -95,11 +95,13 @@ def olah(folder: Path, tmp_path_factory: pytest.TempPathFactory):
         )
     )
     log = open(root / "olah.log", "w")  # noqa: SIM115 - closed after the server stops
+    url = f"http://127.0.0.1:{port}"
+    environment = hub_environment(url, root / "hf")  # whatever the user exported (HF_HUB_OFFLINE=1, ...)
+    env = {**os.environ, **environment.__enter__()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "olah.server", "-c", str(config), "--log-path", str(root / "logs")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -123,6 +125,7 @@ def olah(folder: Path, tmp_path_factory: pytest.TempPathFactory):
             proc.kill()
             proc.wait()
         log.close()
+        environment.__exit__(None, None, None)
 
 
 def test_download_through_olah(olah: tuple[str, str], folder: Path, tmp_path: Path) -> None:

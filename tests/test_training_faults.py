@@ -278,3 +278,16 @@ def test_init_tag_without_weights_lists_the_choices(
     assert "'model.init' = 'resnet18_ce.in1k'" in message and "model.init=null" in message and "folder" in message
     for name in published:
         assert f"--set model.init={name}" in message
+
+
+def test_recipe_reports_bad_input_in_one_line_with_exit_code_2(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from consistentzoo.training.recipe import recipe_main
+
+    path = write_config(tmp_path / "c.yaml", tiny_config(data, "ce"))
+    with pytest.raises(SystemExit) as info:
+        recipe_main("ce", argv=["--config", str(path), "--set", "optim.momentum=5", "--output-dir", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith("error: config key 'optim.momentum'")
