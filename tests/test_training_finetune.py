@@ -72,7 +72,7 @@ def test_readme_finetune_example_runs_and_records_what_it_trained(
         assert namespace["model"](torch.rand(1, 3, 128, 128)).shape == (1, 2)
 
     facts = json.loads((run / "config.json").read_text())["consistentzoo"]
-    assert facts["dataset"] == "imagefolder" and facts["data_source"] == str(tmp_path / "my_photos")
+    assert facts["dataset"] == "imagefolder" and facts["data_source"] == "my_photos"
     assert facts["init"] == "resnet18_ce.fashion_scenes" and facts["tag"] == "my_photos"
     assert facts["label_names"] == ["cat", "dog"]
     assert {oct(p.stat().st_mode & 0o777) for p in run.glob("*") if p.is_file() and p.name != ".run.lock"} == {"0o644"}

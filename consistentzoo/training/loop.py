@@ -731,9 +731,10 @@ def _write_outputs(
 def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any]:
     """What ``config.json`` records under ``consistentzoo`` about how the weights were made (the card reads it).
 
-    The true dataset (name and source), the start point (``model.init``: a tag or a folder, ``None`` from scratch),
-    the class names in output order, and the weight tag only when it fits the run: a config copied from a zoo tag and
-    pointed at other data (``--set data.dataset=imagefolder``) no longer produces that tag's weights.
+    The true dataset (name and source, as the config gives it), the start point (``model.init``: a tag or a
+    folder, ``None`` from scratch), the class names in output order, the input size, and the weight tag only when it
+    fits the run: a config copied from a zoo tag and pointed at other data (``--set data.dataset=imagefolder``) no
+    longer produces that tag's weights.
     """
     from ..models import UnknownModelError, get_weights
 
@@ -753,15 +754,13 @@ def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any
                     "records no tag (set tag: <model>.<your_tag> in the config to name these weights)",
                     cfg.tag, rec.dataset, rec.num_classes, cfg.data.dataset, cfg.model.num_classes,
                 )  # fmt: skip
-    source = cfg.data.source
-    if source is not None and Path(source).expanduser().exists():
-        source = str(Path(source).expanduser().resolve())
+    # the source and start folder as the config gives them: config.json is published, absolute paths are private
     return {
         "tag": tag,
         "objective": cfg.objective.name,
         "objective_args": cfg.objective.args,
         "dataset": cfg.data.dataset,
-        "data_source": source,
+        "data_source": cfg.data.source,
         "init": cfg.model.init,
         "label_names": names,
         "input_size": [3, cfg.data.image_size, cfg.data.image_size],
