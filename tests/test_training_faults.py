@@ -175,6 +175,37 @@ def test_a_second_run_into_the_same_folder_names_the_holder(tmp_path: Path, data
         pass
 
 
+_HOLDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("outdir", sys.argv[1])
+outdir = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(outdir)
+lock = outdir.RunLock(sys.argv[2])
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_in_another_process_is_named_and_its_kill_frees_the_folder(tmp_path: Path, data: Path) -> None:
+    import sys
+
+    from consistentzoo.training import outdir
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, outdir.__file__, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        cfg = config_from_dict(tiny_config(data, "ce", max_steps=1))
+        with pytest.raises(OutputDirError, match=f"in use by another training run \\(pid {child.pid} on host "):
+            train(cfg, _hw(tmp_path))
+    finally:
+        child.kill()  # kill -9: the kernel drops the lock with the process
+        child.wait()
+    assert train(cfg, _hw(tmp_path))["steps"] == 1
+
+
 def test_full_disk_names_the_file_and_keeps_the_previous_checkpoint(
     tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
