@@ -134,6 +134,14 @@ def metric_name(key: str) -> str:
     return key.replace("_", " ")
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; malformed JSON is a ValueError naming the file, line and column."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
 def load_metrics(
     source: str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]], rec: ZooWeights
 ) -> list[MeasuredMetric]:
@@ -153,7 +161,7 @@ def load_metrics(
             or rows only for other models (the message lists them).
     """
     origin = str(source) if isinstance(source, (str, Path)) else "metrics"
-    data = json.loads(Path(source).read_text()) if isinstance(source, (str, Path)) else source
+    data = read_json(source) if isinstance(source, (str, Path)) else source
     if isinstance(data, Mapping) and "results" in data:
         version = data.get("schema_version", METRICS_SCHEMA_VERSION)
         if version != METRICS_SCHEMA_VERSION:

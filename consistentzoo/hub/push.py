@@ -31,7 +31,7 @@ from torch import nn
 from ..models.errors import UnknownModelError
 from ..models.metadata import HubLocation, ZooWeights, get_weights
 from ..models.weights import CONFIG_NAME, WEIGHTS_NAME, read_config, save_pretrained, sha256sum, transport_errors
-from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png, record_from_config
+from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png, read_json, record_from_config
 from .errors import HubAuthError, HubPushError, InvalidWeightsError
 from .pull import HUB_RECORD_NAME
 
@@ -146,7 +146,7 @@ def _collect(
     if metrics is not None and not metrics_path.is_file():
         raise FileNotFoundError(f"metrics file {metrics_path} does not exist")
     if metrics_path.is_file():
-        json.loads(metrics_path.read_text())  # a broken JSON fails here, before anything is sent
+        read_json(metrics_path)  # a broken JSON fails here, before anything is sent
         files[METRICS_NAME] = metrics_path
     if training_config is None:
         configs = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
