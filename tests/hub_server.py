@@ -1,7 +1,9 @@
 """A small Hugging Face Hub-protocol server on 127.0.0.1, for testing uploads with the real ``huggingface_hub`` client.
 
 No registry package offers a Hub server that accepts uploads (olah mirrors, read-only), so this implements just the
-endpoints the 2.x client calls for a round trip, answering every file as a regular (non-LFS) upload:
+endpoints the 2.x client calls for a round trip. Uploads are taken as regular (non-LFS) files; downloads and listings
+report the files ``.gitattributes`` tracks with LFS (``*.safetensors``) as the Hub does: ``ETag`` and
+``X-Linked-Etag`` = sha256 of the content, ``lfs.oid`` = that sha256 in tree and paths-info entries:
 
 ==========================================  ==================================================================
 client call                                  HTTP
@@ -24,18 +26,27 @@ Faults for tests: :meth:`HubServer.fail` answers matching requests with a status
 commit, as a lost response would), :meth:`HubServer.truncate` cuts a download short (dropping the connection, or
 with a consistent short ``Content-Length``), :meth:`HubServer.corrupt` serves different bytes of the same size, and
 ``throttle_bps`` slows downloads so a client can be killed mid-file. Every request is logged in ``requests``.
+
+While a server runs (``with HubServer() as hub``) the process's Hub environment points at it
+(:func:`hub_environment`): the tests pass whatever the user exported.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fnmatch
 import hashlib
 import json
+import os
 import re
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -52,6 +63,78 @@ _RESOLVE_RE = re.compile(r"^/(?P<prefix>datasets/)?(?P<repo>[^/]+/[^/]+)/resolve
 def git_blob_oid(data: bytes) -> str:
     """The git object id of a blob (what the client compares regular files against)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The Git LFS pointer file git stores in place of an LFS-tracked file."""
+    sha = hashlib.sha256(data).hexdigest()
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {len(data)}\n".encode()
+
+
+def is_lfs(path: str, files: dict[str, bytes]) -> bool:
+    """Whether ``path`` is LFS-tracked by the commit's ``.gitattributes`` (``<pattern> filter=lfs ...`` lines)."""
+    for line in files.get(".gitattributes", b"").decode().splitlines():
+        pattern, *attrs = line.split()
+        if "filter=lfs" in attrs and fnmatch.fnmatch(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def hub_environment(endpoint: str, home: str | Path) -> Iterator[dict[str, str]]:
+    """The environment a test against a local Hub needs, whatever the user exported; restored on exit.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_ENDPOINT``, the caches and the token path once, when
+    it is imported, into ``huggingface_hub.constants``; both the variables (for child processes) and those constants
+    (for this process) are set: online, ``HF_HOME=home`` (so no cache or saved token of the user is read),
+    ``HF_ENDPOINT=endpoint`` (nothing leaves the machine by accident) and no ``HF_TOKEN``.
+
+    Yields:
+        The variables set (to merge into a child process's environment).
+    """
+    from huggingface_hub import constants
+
+    home = Path(home)
+    env = {
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_ASSETS_CACHE": str(home / "assets"),
+        "HF_XET_CACHE": str(home / "xet"),
+        "HF_TOKEN_PATH": str(home / "token"),
+        "HF_ENDPOINT": endpoint,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    unset = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_IMPLICIT_TOKEN")
+    consts = {
+        "HF_HUB_OFFLINE": False,
+        "HF_HOME": env["HF_HOME"],
+        "HF_HUB_CACHE": env["HF_HUB_CACHE"],
+        "HF_ASSETS_CACHE": env["HF_ASSETS_CACHE"],
+        "HF_XET_CACHE": env["HF_XET_CACHE"],
+        "HF_TOKEN_PATH": env["HF_TOKEN_PATH"],
+        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "ENDPOINT": endpoint,
+        "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    }
+    saved_env = {k: os.environ.get(k) for k in (*env, *unset)}
+    saved_consts = {k: getattr(constants, k) for k in consts if hasattr(constants, k)}
+    os.environ.update(env)
+    for key in unset:
+        os.environ.pop(key, None)
+    for key, value in consts.items():
+        if key in saved_consts:
+            setattr(constants, key, value)
+    try:
+        yield env
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for key, value in saved_consts.items():
+            setattr(constants, key, value)
 
 
 @dataclass
@@ -103,7 +186,7 @@ class HubState:
         self.tokens = tokens
         self.faults: list[Fault] = []
         self.truncations: list[Truncation] = []
-        self.corruptions: list[re.Pattern[str]] = []
+        self.corruptions: list[tuple[re.Pattern[str], int | None]] = []
         self.throttle_bps: float | None = None
         self.report_oids = True  # preupload tells the client the oid of files already there (as the Hub does)
         self.requests: list[tuple[str, str, int]] = []
@@ -141,6 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
         if self._lost_response is not None:  # the work is done; the client sees an error instead
             status, body, headers = self._lost_response, json.dumps({"error": "injected fault"}).encode(), None
+        self._log(status)
         self.send_response(status)
         headers = {"Content-Type": "application/json", **(headers or {})}
         for key, value in headers.items():
@@ -158,8 +242,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, code: str | None = None) -> None:
         self._json(status, {"error": message}, {"X-Error-Code": code} if code else None)
 
+    def _log(self, status: int) -> None:
+        """Log the request once, before its answer is sent: a client that has its answer finds it in the log."""
+        self._status = status
+        if not self._logged:
+            self._logged = True
+            with self.state.lock:
+                self.state.requests.append((self.command, self.path, status))
+
     def _dispatch(self, method: str) -> None:
         self._status = 0
+        self._logged = False
         self._lost_response: int | None = None
         url = urlsplit(self.path)
         try:
@@ -167,8 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._route(method, url.path, parse_qs(url.query))
         finally:
-            with self.state.lock:
-                self.state.requests.append((method, self.path, self._status))
+            self._log(self._status)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -348,8 +440,13 @@ class _Handler(BaseHTTPRequestHandler):
              "commitMessage": header["summary"], "pullRequestUrl": None},
         )  # fmt: skip
 
-    def _entry(self, path: str, data: bytes) -> dict[str, Any]:
-        return {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": path}
+    def _entry(self, path: str, data: bytes, files: dict[str, bytes]) -> dict[str, Any]:
+        if not is_lfs(path, files):
+            return {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": path}
+        # as the Hub: the git oid is the pointer's, the LFS oid is the sha256 of the content
+        pointer = lfs_pointer(data)
+        lfs = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}
+        return {"type": "file", "oid": git_blob_oid(pointer), "size": len(data), "path": path, "lfs": lfs}
 
     def _info(self, repo_type: str, repo_id: str, rev: str) -> None:
         repo = self._repo(repo_type, repo_id, write=False)
@@ -381,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not recursive:
                     break
             if recursive or len(rest) == 1:
-                entries[path] = self._entry(path, data)
+                entries[path] = self._entry(path, data, commit.files)
         if prefix and not entries:
             return self._error(404, f"{sub} does not exist at {rev}", "EntryNotFound")
         self._json(200, list(entries.values()))
@@ -394,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
         out = []
         for path in form.get("paths", []):
             if path in commit.files:
-                out.append(self._entry(path, commit.files[path]))
+                out.append(self._entry(path, commit.files[path], commit.files))
             elif any(p.startswith(path.rstrip("/") + "/") for p in commit.files):
                 out.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": path})
         self._json(200, out)
@@ -412,27 +509,36 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": f'"{git_blob_oid(data)}"',
             "Accept-Ranges": "bytes",
         }
+        if is_lfs(path, commit.files):
+            # as the Hub for LFS files: the ETag is the sha256 of the content, also in X-Linked-Etag (which the
+            # client prefers: on the Hub the answer is a redirect to the CDN) with the size in X-Linked-Size
+            sha = hashlib.sha256(data).hexdigest()
+            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
         if method == "HEAD":
             return self._send(200, b"", {**headers, "Content-Length": str(len(data))}, head=True)
         status, start = 200, 0
         if m := re.match(r"bytes=(\d+)-", self.headers.get("Range", "")):
             status, start = 206, int(m.group(1))
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = data[start:]
         with self.state.lock:
-            if any(p.search(path) for p in self.state.corruptions):
-                body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]
+            for pattern, at in self.state.corruptions:
+                if pattern.search(path):
+                    flipped = bytearray(data)
+                    for i in range(64) if at is None else (at,):
+                        flipped[i] ^= 0xFF
+                    data = bytes(flipped)
+            body = data[start:]
             trunc = next((t for t in self.state.truncations if t.times > 0 and t.pattern.search(path)), None)
             if trunc is not None:
                 trunc.times -= 1
         if trunc is not None and not trunc.drop_connection:
             # a consistent but short answer: the body and its Content-Length agree, the file does not
             return self._send(status, body[: int(len(body) * trunc.keep)], headers)
+        self._log(status)
         self.send_response(status)
         for key, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(key, value)
         self.end_headers()
-        self._status = status
         if trunc is not None:  # promise the whole body, send part of it, hang up
             self.wfile.write(body[: int(len(body) * trunc.keep)])
             self.wfile.flush()
@@ -467,12 +573,17 @@ class HubServer:
 
     def __enter__(self) -> HubServer:
         self._thread.start()
+        # the environment the client needs to talk to this server, whatever the user exported (HF_HUB_OFFLINE=1, ...)
+        self._stack = contextlib.ExitStack()
+        home = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hub-home-"))
+        self.env = self._stack.enter_context(hub_environment(self.url, home))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._stack.close()
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:
@@ -497,10 +608,15 @@ class HubServer:
         with self.state.lock:
             self.state.truncations.append(Truncation(re.compile(pattern), keep, times, drop_connection))
 
-    def corrupt(self, pattern: str) -> None:
-        """Serve matching files with their first 64 bytes flipped (same size, same headers) until :meth:`clear`."""
+    def corrupt(self, pattern: str, at: int | None = None) -> None:
+        """Serve matching files with bytes flipped (same size, same headers) until :meth:`clear`.
+
+        Args:
+            pattern: regular expression searched in the file's path.
+            at: flip the one byte at this offset; default the first 64 bytes.
+        """
         with self.state.lock:
-            self.state.corruptions.append(re.compile(pattern))
+            self.state.corruptions.append((re.compile(pattern), at))
 
     def clear(self) -> None:
         """Drop every pending fault, truncation, corruption and the throttle."""

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from hub_server import HubServer, git_blob_oid
+from hub_server import HubServer, git_blob_oid, hub_environment
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -32,6 +33,7 @@ from consistentzoo.models.weights import sha256sum
 
 TOKEN = "hf_test_write"
 REPO = "zoo/tiny"
+WEIGHTS = "model.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +95,13 @@ def olah(folder: Path, tmp_path_factory: pytest.TempPathFactory):
         )
     )
     log = open(root / "olah.log", "w")  # noqa: SIM115 - closed after the server stops
+    url = f"http://127.0.0.1:{port}"
+    environment = hub_environment(url, root / "hf")  # whatever the user exported (HF_HUB_OFFLINE=1, ...)
+    env = {**os.environ, **environment.__enter__()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "olah.server", "-c", str(config), "--log-path", str(root / "logs")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -121,6 +125,7 @@ def olah(folder: Path, tmp_path_factory: pytest.TempPathFactory):
             proc.kill()
             proc.wait()
         log.close()
+        environment.__exit__(None, None, None)
 
 
 def test_download_through_olah(olah: tuple[str, str], folder: Path, tmp_path: Path) -> None:
@@ -130,6 +135,9 @@ def test_download_through_olah(olah: tuple[str, str], folder: Path, tmp_path: Pa
     assert api.model_info(REPO, revision="main").sha == commit
     sha = sha256sum(folder / "model.safetensors")
     got = pull(REPO, commit, sha256=sha, endpoint=url, cache_dir=tmp_path / "cache")
+    # the mirror's git repository holds the weights as a regular file: verified by the git blob id olah reports
+    verified = json.loads((got / "hub.json").read_text())["verified"]
+    assert verified == {n: f"git-sha1:{git_blob_oid((folder / n).read_bytes())}" for n in ("config.json", WEIGHTS)}
     model = timm.create_model("test_resnet", num_classes=3)
     model.load_state_dict(load_state_dict(got / "model.safetensors", expected_sha256=sha))
     x = torch.rand(1, 3, 32, 32)
@@ -208,7 +216,7 @@ def test_sha256_mismatch_is_refused_and_evicted(hub: HubServer, folder: Path, tm
     with pytest.raises(WeightsIntegrityError, match="was removed"):
         pull(REPO, rev, sha256=sha, endpoint=hub.url, cache_dir=tmp_path)
     assert not _cached(tmp_path, rev).exists()
-    blob = git_blob_oid((folder / "model.safetensors").read_bytes())  # the client names blobs by their ETag
+    blob = sha256sum(folder / "model.safetensors")  # the client names blobs by their ETag: the sha256 for LFS files
     assert not (tmp_path / f"models--{REPO.replace('/', '--')}" / "blobs" / blob).exists()
     hub.clear()
     assert sha256sum(pull(REPO, rev, sha256=sha, endpoint=hub.url, cache_dir=tmp_path) / "model.safetensors") == sha

@@ -133,8 +133,8 @@ def test_bad_input_is_refused_before_anything_is_sent(hub: HubServer, folder: Pa
     (tmp_path / "grid.png").write_bytes(b"GIF89a")
     with pytest.raises(ValueError, match="not a PNG"):
         push(folder, "zoo/x", token=TOKEN, endpoint=hub.url, image=tmp_path / "grid.png")
-    (tmp_path / "metrics.json").write_text("{broken")
-    with pytest.raises(ValueError):
+    (tmp_path / "metrics.json").write_text('{"top1": 1,\n broken')
+    with pytest.raises(ValueError, match=r"metrics\.json: not valid JSON: line 2, column 2"):  # issue 17: file + line
         push(folder, "zoo/x", token=TOKEN, endpoint=hub.url, metrics=tmp_path / "metrics.json")
     with pytest.raises(FileNotFoundError, match="training config"):
         push(folder, "zoo/x", token=TOKEN, endpoint=hub.url, training_config=tmp_path / "nope.yaml")

@@ -7,7 +7,7 @@ package adds :func:`push` (weights + timm config + training config + metrics + c
 
 from .card import CARD_IMAGE_NAME, METRICS_NAME, MeasuredMetric, build_card, load_metrics, metric_key, write_card
 from .cli import add_hub_parsers, run_card, run_push
-from .errors import HubAuthError, HubPushError
+from .errors import HubAuthError, HubPushError, InvalidWeightsError
 from .pull import pull
 from .push import HUB_RECORD_NAME, PushResult, push
 
@@ -17,6 +17,7 @@ __all__ = [
     "METRICS_NAME",
     "HubAuthError",
     "HubPushError",
+    "InvalidWeightsError",
     "MeasuredMetric",
     "PushResult",
     "add_hub_parsers",

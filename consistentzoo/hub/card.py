@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models.metadata import ZooWeights
+from ..models.metadata import ZooWeights, list_weights
 from ..models.reported import PAPERS
 from ..models.zoo import split_zoo_name
 
@@ -134,6 +134,14 @@ def metric_name(key: str) -> str:
     return key.replace("_", " ")
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; malformed JSON is a ValueError naming the file, line and column."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
 def load_metrics(
     source: str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]], rec: ZooWeights
 ) -> list[MeasuredMetric]:
@@ -141,7 +149,8 @@ def load_metrics(
 
     Accepted shapes: the evaluator's ``{"schema_version": 1, "results": [row, ...]}`` (rows with ``model``, ``tag``,
     ``dataset``, ``split``, ``method``, ``metric``, ``value``, ``std``, ``n``, ``skipped``), a bare list of such rows,
-    or a flat ``{metric_key: value}`` mapping as in :attr:`ZooWeights.measured`. Rows of other models are ignored.
+    a flat ``{metric_key: value}`` mapping as in :attr:`ZooWeights.measured`, or a training run's ``metrics.json``
+    (its final evaluation). Rows of other models are ignored.
 
     Args:
         source: the JSON file or its content.
@@ -152,12 +161,14 @@ def load_metrics(
             or rows only for other models (the message lists them).
     """
     origin = str(source) if isinstance(source, (str, Path)) else "metrics"
-    data = json.loads(Path(source).read_text()) if isinstance(source, (str, Path)) else source
+    data = read_json(source) if isinstance(source, (str, Path)) else source
     if isinstance(data, Mapping) and "results" in data:
         version = data.get("schema_version", METRICS_SCHEMA_VERSION)
         if version != METRICS_SCHEMA_VERSION:
             raise ValueError(f"{origin}: metrics schema_version {version!r} is not supported (expected 1)")
         rows: Sequence[Any] = data["results"]
+    elif isinstance(data, Mapping) and "history" in data and isinstance(data.get("eval"), Mapping):
+        rows = _training_rows(data)
     elif isinstance(data, Mapping):
         rows = [{"metric": k, "value": v} for k, v in data.items()]
     elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
@@ -190,6 +201,17 @@ def load_metrics(
     if rows and not out:
         raise ValueError(f"{origin} holds results for {sorted(others)}, none for {rec.name}")
     return out
+
+
+def _training_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a training run's ``metrics.json``: its final evaluation (``"eval": {"eval/<metric>": value}``)."""
+    final, method = data["eval"], data.get("eval_method")
+    return [
+        {"metric": key[5:], "value": value, "std": final.get(f"{key}_std"), "method": method,
+         "dataset": data.get("eval_dataset"), "split": data.get("eval_split")}
+        for key, value in final.items()
+        if key.startswith("eval/") and not key.endswith("_std")
+    ]  # fmt: skip
 
 
 def _is_row_of(row: Mapping[str, Any], rec: ZooWeights) -> bool:
@@ -272,9 +294,10 @@ def _metrics_section(rec: ZooWeights, measured: list[MeasuredMetric]) -> str:
             extra = ", ".join(x for x in (where, f"n = {m.n}" if m.n is not None else "") if x)
             cell += f" ({extra})" if extra else ""
         lines.append(f"| {metric_name(key)} | {cell} | {'<br>'.join(reported.get(key, ['—']))} |")
+    by = "`recipes/evaluate.py`" if _registered(rec) else "the training run's final evaluation (`metrics.json`)"
     notes = [
         "",
-        "Measured: by `recipes/evaluate.py` on these weights (mean ± std where several runs were made). "
+        f"Measured: by {by} on these weights (mean ± std where several runs were made). "
         "Paper: as printed in the paper's table (mostly percent), for the authors' own model of this kind — "
         "a reference for the size and direction of the effect, not a measurement of these weights.",
     ]
@@ -307,6 +330,12 @@ def _load_section(rec: ZooWeights, repo_id: str | None) -> str:
             + f":\n\n```python\nimport timm\n{register}\n"
             f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()\n```'
         )
+    if not _registered(rec):  # not a zoo tag: the Hub repository or the folder
+        blocks.append(
+            f"From a local copy of the files:\n\n```python\nimport consistentzoo\n\nmodel = consistentzoo.create_model("
+            f'"{rec.zoo_name}", pretrained="path/to/folder").eval()\n```'
+        )
+        return "\n\n".join(blocks)
     blocks.append(
         "With torch.hub:\n\n```python\nimport torch\n\n"
         f'model = torch.hub.load("{_github_repo()}", "{rec.zoo_name}", pretrained=True, pretrained_cfg="{rec.tag}")'
@@ -321,6 +350,75 @@ def _load_section(rec: ZooWeights, repo_id: str | None) -> str:
     if not repo_id and not rec.local_dir and not rec.upstream:
         blocks.insert(0, f"The weights are not published yet; train them with `{rec.recipe_command}`.")
     return "\n\n".join(blocks)
+
+
+def record_from_config(cfg: Mapping[str, Any], num_params: int) -> ZooWeights | None:
+    """The record of weights a run wrote, from the facts its ``config.json`` keeps under ``consistentzoo``.
+
+    A recipe records the true dataset (and its source folder), the start point (``init``: a tag or a folder) and
+    the class names (:func:`consistentzoo.training.loop.weights_facts`); a card of fine-tuned weights is built from
+    these, not from the registered tag the config was copied from.
+
+    Args:
+        cfg: the parsed ``config.json``.
+        num_params: parameter count of the built model.
+
+    Returns:
+        The record, or None when ``config.json`` does not say which zoo model and dataset the weights are.
+    """
+    info = cfg.get("consistentzoo") or {}
+    zoo_name, dataset = info.get("zoo_name"), info.get("dataset")
+    try:
+        arch, gmp, objective = split_zoo_name(zoo_name or "")
+    except ValueError:
+        return None
+    if not dataset:
+        return None
+    init, source = info.get("init"), info.get("data_source")
+    args = dict(info.get("objective_args") or {})
+    if init:
+        args.update(init=init, finetune=True)
+    where = f"{dataset} ({Path(source).name})" if dataset == "imagefolder" and source else dataset
+    description = (
+        f"{arch}{' (global max pooling)' if gmp else ''} trained with the {objective.upper()} objective on {where}"
+        + (f", starting from {init}" if init else ", from scratch")
+    )
+    names = info.get("label_names")
+    return ZooWeights(
+        zoo_name=zoo_name,
+        tag=info.get("tag") or dataset,
+        architecture=arch,
+        model_args=dict(cfg.get("model_args") or {}),
+        objective=info.get("objective") or objective,
+        objective_args=args,
+        dataset=dataset,
+        num_classes=int(cfg["num_classes"]),
+        num_params=num_params,
+        papers=(),
+        label_names=tuple(names) if names else None,
+        input_size=tuple(info.get("input_size") or (3, 224, 224)),
+        description=description,
+    )
+
+
+def _registered(rec: ZooWeights) -> bool:
+    """Whether ``rec`` is a zoo tag (else: weights of one's own, described by their ``config.json``)."""
+    return any(w.name == rec.name and w.dataset == rec.dataset for w in list_weights(rec.zoo_name))
+
+
+def _trained_section(rec: ZooWeights) -> str:
+    if _registered(rec):
+        how = (
+            f"```bash\n{rec.recipe_command}\n```\n\nConfig: `{rec.recipe}` (the resolved copy is uploaded beside the "
+            "weights)."
+        )
+    else:
+        how = "With `recipes/finetune.py`; the resolved config is `config.yaml`, uploaded beside the weights."
+    classes = f"{rec.num_classes} classes"
+    if rec.label_names:
+        shown = ", ".join(rec.label_names[:50]) + (", ..." if len(rec.label_names) > 50 else "")
+        classes += f" (in output order: {shown})"
+    return f"{how} Input size {'×'.join(map(str, rec.input_size))}, {classes}."
 
 
 def build_card(
@@ -397,8 +495,7 @@ def build_card(
         "## How to load",
         _load_section(rec, repo_id),
         "## How it was trained",
-        f"```bash\n{rec.recipe_command}\n```\n\nConfig: `{rec.recipe}` (the resolved copy is uploaded beside the "
-        f"weights). Input size {'×'.join(map(str, rec.input_size))}, {rec.num_classes} classes.",
+        _trained_section(rec),
         "## Files",
         "\n".join(f for f in files if f),
         "## Citation",

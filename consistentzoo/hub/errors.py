@@ -9,3 +9,7 @@ class HubPushError(RuntimeError):
 
 class HubAuthError(HubPushError):
     """The Hub refused the token (missing, invalid, or without write access)."""
+
+
+class InvalidWeightsError(ValueError):
+    """A weights folder whose ``model.safetensors`` does not load into the model its ``config.json`` describes."""

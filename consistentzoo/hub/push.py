@@ -15,6 +15,7 @@ preupload call on 5xx.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -30,12 +31,12 @@ from torch import nn
 from ..models.errors import UnknownModelError
 from ..models.metadata import HubLocation, ZooWeights, get_weights
 from ..models.weights import CONFIG_NAME, WEIGHTS_NAME, read_config, save_pretrained, sha256sum, transport_errors
-from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png
-from .errors import HubAuthError, HubPushError
+from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png, read_json, record_from_config
+from .errors import HubAuthError, HubPushError, InvalidWeightsError
+from .pull import HUB_RECORD_NAME
 
 _logger = logging.getLogger(__name__)
 
-HUB_RECORD_NAME = "hub.json"
 _REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 _RETRY_WAIT_S = 1.0
 
@@ -73,29 +74,62 @@ class PushResult:
         return out
 
 
-def _record_for(tag: ZooWeights | str | None, cfg: dict[str, Any]) -> ZooWeights | None:
-    """The tag record the card is generated from: given, or named in ``config.json`` and consistent with it."""
+def _record_for(tag: ZooWeights | str | None, cfg: dict[str, Any], num_params: int) -> ZooWeights | None:
+    """The record the card is generated from: given; else the registered tag ``config.json`` names when the weights
+    are that tag's (same dataset and class count); else one built from ``config.json``'s own facts (fine-tuning)."""
     if isinstance(tag, ZooWeights):
         return tag
     if isinstance(tag, str):
         return get_weights(tag)
     info = cfg.get("consistentzoo") or {}
-    if not info.get("zoo_name") or not info.get("tag"):
-        return None
-    try:
-        rec = get_weights(f"{info['zoo_name']}.{info['tag']}")
-    except UnknownModelError:
-        return None
-    if rec.num_classes != cfg.get("num_classes"):
+    rec = None
+    if info.get("zoo_name") and info.get("tag"):
+        try:
+            rec = get_weights(f"{info['zoo_name']}.{info['tag']}")
+        except UnknownModelError:
+            rec = None
+    if (
+        rec is not None
+        and rec.num_classes == cfg.get("num_classes")
+        and info.get("dataset", rec.dataset) == rec.dataset
+    ):
+        if rec.label_names is None and info.get("label_names"):
+            rec = dataclasses.replace(rec, label_names=tuple(info["label_names"]))
+        return rec
+    if rec is not None:
         _logger.warning(
-            "config.json names %s but has %s classes (the tag has %d): not using that tag's metadata for the card; "
-            "pass tag=<ZooWeights or name> to push a card",
-            rec.name,
-            cfg.get("num_classes"),
-            rec.num_classes,
-        )
-        return None
-    return rec
+            "config.json names %s but holds %s classes of %s (the tag: %d of %s): the card describes the weights "
+            "from config.json's facts, not from that tag",
+            rec.name, cfg.get("num_classes"), info.get("dataset"), rec.num_classes, rec.dataset,
+        )  # fmt: skip
+    return record_from_config(cfg, num_params)
+
+
+def validate_weights(folder: Path, cfg: dict[str, Any]) -> nn.Module:
+    """Build the model ``config.json`` describes and load the folder's weights into it, as a user's load would.
+
+    The loading functions of :mod:`consistentzoo.models` check that the file is safetensors and whole, that its
+    tensors are finite and of the expected kinds, and that they fit the architecture and class count.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        InvalidWeightsError: any of these fails (nothing has been uploaded).
+    """
+    from ..models import CheckpointMismatchError, WeightsIntegrityError, create_model
+
+    info = cfg.get("consistentzoo") or {}
+    name = info.get("zoo_name") or cfg.get("architecture")
+    if not name:
+        raise InvalidWeightsError(f"{folder / CONFIG_NAME} names no architecture; nothing was uploaded")
+    try:
+        return create_model(name, pretrained=folder)
+    except (WeightsIntegrityError, CheckpointMismatchError, UnknownModelError, KeyError, TypeError, ValueError) as e:
+        raise InvalidWeightsError(
+            f"{folder / WEIGHTS_NAME} does not load as the {name} that {CONFIG_NAME} describes: {e}; nothing was "
+            "uploaded"
+        ) from e
 
 
 def _collect(
@@ -112,7 +146,7 @@ def _collect(
     if metrics is not None and not metrics_path.is_file():
         raise FileNotFoundError(f"metrics file {metrics_path} does not exist")
     if metrics_path.is_file():
-        json.loads(metrics_path.read_text())  # a broken JSON fails here, before anything is sent
+        read_json(metrics_path)  # a broken JSON fails here, before anything is sent
         files[METRICS_NAME] = metrics_path
     if training_config is None:
         configs = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -171,6 +205,8 @@ def push(
 
     Raises:
         ValueError: a malformed ``repo_id`` or a broken input file.
+        InvalidWeightsError: the weights do not load into the model ``config.json`` describes (truncated, not
+            safetensors, non-finite, another architecture or class count); checked before anything is sent.
         FileNotFoundError: the folder is not a weights folder, or a named file is missing.
         HubAuthError: the token was refused; nothing was uploaded.
         HubPushError: the server failed (after retries) or the branch moved during the push.
@@ -205,8 +241,9 @@ def _push_folder(
     from huggingface_hub.errors import RepositoryNotFoundError
 
     cfg = read_config(folder)
-    rec = _record_for(tag, cfg)
     files = _collect(folder, metrics, training_config, image)
+    model = validate_weights(folder, cfg)
+    rec = _record_for(tag, cfg, sum(p.numel() for p in model.parameters()))
     sha = sha256sum(files[WEIGHTS_NAME])
     payload: dict[str, Path | bytes] = dict(files)
     if rec is not None:
@@ -290,10 +327,20 @@ def _landed(
     head = api.repo_info(repo_id, revision=branch).sha
     if head == parent:
         return None
-    remote = {f.path: f.blob_id for f in api.get_paths_info(repo_id, list(payload), revision=head)}
-    if all(remote.get(p) == _local_oid(src) for p, src in payload.items()):
+    remote = {f.path: f for f in api.get_paths_info(repo_id, list(payload), revision=head)}
+    if all(p in remote and _same_content(remote[p], src) for p, src in payload.items()):
         return head, f"{api.endpoint}/{repo_id}/commit/{head}"
     return None
+
+
+def _same_content(remote: Any, src: Path | bytes) -> bool:
+    """Whether a Hub file holds ``src``: by its LFS sha256 for LFS files (weights), else by its git blob id."""
+    import hashlib
+
+    if getattr(remote, "lfs", None) is not None:
+        data = src if isinstance(src, bytes) else src.read_bytes()
+        return remote.lfs.sha256 == hashlib.sha256(data).hexdigest()
+    return remote.blob_id == _local_oid(src)
 
 
 def _failed_message(

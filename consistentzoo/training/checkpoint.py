@@ -23,17 +23,21 @@ model (different model name or class count, or a state dict that does not fit) i
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
 import random
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -59,6 +63,68 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is incomplete, corrupt, or from another model or config."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing an output file (``errno`` ENOSPC or EDQUOT); the message names the file."""
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into :class:`DiskFullError` ("disk full while writing <file>")."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        code = _disk_full_errno(e)
+        if code is None:
+            raise
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        raise DiskFullError(
+            code,
+            f"disk full while writing {path} ({os.strerror(code)}; {free} bytes free); free some space "
+            "and resume with --resume auto",
+        ) from e
+
+
+def _disk_full_errno(e: BaseException) -> int | None:
+    """ENOSPC/EDQUOT of an ``OSError``, or of a library error that only quotes it (safetensors' ``SafetensorError:
+    ... I/O error: No space left on device (os error 28)``)."""
+    if isinstance(e, OSError):
+        return e.errno if e.errno in _DISK_FULL else None
+    text = str(e)
+    for code in _DISK_FULL:
+        if f"(os error {code})" in text or os.strerror(code) in text:
+            return code
+    return None
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and fsync it; the file's mode follows the umask; a full disk is named as such.
+
+    Everything a checkpoint holds is serialised in memory first and written here: ``torch.save`` to a full disk
+    fails with an opaque ``RuntimeError [enforce fail at inline_container.cc]`` instead of ``ENOSPC``.
+    """
+    with writing(path), open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        _fsync(f)
+
+
+def _fsync(f: IO[bytes]) -> None:
+    # where a delayed-allocation file system reports ENOSPC; the tests' seam for a full disk
+    os.fsync(f.fileno())
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save`` of ``obj`` into memory (loadable with ``weights_only=True`` when it holds tensors and numbers)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -149,7 +215,20 @@ def verify_checkpoint(path: Path) -> TrainerState:
             raise CheckpointError(f"{path}: {name} is missing")
         if sha256_file(file) != digest:
             raise CheckpointError(f"{path}: {name} does not match its recorded sha256 (corrupt)")
-    return TrainerState(**json.loads((path / STATE).read_text()))
+    return _read_state(path)
+
+
+def _read_state(path: Path) -> TrainerState:
+    """``state.json`` as a :class:`TrainerState`; keys this version does not know mean another version wrote it."""
+    raw = json.loads((path / STATE).read_text())
+    known = {f.name for f in dataclasses.fields(TrainerState)}
+    if not isinstance(raw, dict) or (unknown := sorted(set(raw) - known)):
+        what = f"unknown keys {unknown}" if isinstance(raw, dict) else "not a mapping"
+        raise CheckpointError(
+            f"{path}: checkpoint from another version of consistentzoo ({STATE} has {what}; this version knows "
+            f"{', '.join(sorted(known))}); resume it with the version that wrote it, or start a new run"
+        )
+    return TrainerState(**raw)
 
 
 def write_checkpoint(
@@ -183,14 +262,22 @@ def write_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    torch.save(rng_state(), tmp / f"rng_{rank}.pt")
-    barrier()
+    try:
+        write_file(tmp / f"rng_{rank}.pt", torch_bytes(rng_state()))
+        barrier()
+        if is_main:
+            write_main(tmp)
+            write_file(tmp / STATE, json.dumps(state.__dict__, indent=2).encode())
+            manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            write_file(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+            _fsync_dir(tmp)
+    except DiskFullError as e:
+        # free what the half-written checkpoint took; the previous checkpoint stays the newest good one
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = list_checkpoints(directory)
+        kept = f"the previous checkpoint {previous[-1]} is kept" if previous else "no earlier checkpoint exists"
+        raise DiskFullError(e.errno, f"{e.strerror}; {kept}") from e
     if is_main:
-        write_main(tmp)
-        (tmp / STATE).write_text(json.dumps(state.__dict__, indent=2))
-        manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

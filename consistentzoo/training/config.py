@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,13 +35,14 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "config_yaml",
     "load_config",
     "save_config",
 ]
 
 
 class ConfigError(ValueError):
-    """A config key that does not exist, or a value of the wrong type (raised before any work starts)."""
+    """A config key that does not exist, or a value of the wrong type or range (raised before any work starts)."""
 
 
 @dataclass
@@ -332,6 +334,113 @@ def _check_objective(cfg: TrainingConfig) -> None:
             raise ConfigError(f"config key 'objective.args.{key}' must be true or false, got {value!r}")
 
 
+def _in_range(key: str, value: float, *, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """ConfigError unless ``value`` is finite and in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        interval = (
+            f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            if math.isfinite(high)
+            else (f"> {low:g}" if low_open else f">= {low:g}")
+        )
+        raise ConfigError(f"config key {key!r} must be a finite number {interval}, got {value!r}")
+
+
+def _check_optim(cfg: TrainingConfig) -> None:
+    """Learning rates, momentum, weight decay and the schedule's factor: the ranges SGD is defined on."""
+    o, s = cfg.optim, cfg.schedule
+    _in_range("optim.lr", o.lr, low=0.0, low_open=True)
+    if o.head_lr is not None:
+        _in_range("optim.head_lr", o.head_lr, low=0.0, low_open=True)
+    _in_range("optim.momentum", o.momentum, low=0.0, high=1.0)
+    _in_range("optim.weight_decay", o.weight_decay, low=0.0)
+    _in_range("schedule.gamma", s.gamma, low=0.0, high=1.0, low_open=True)
+    if any(m < 0 for m in s.milestones):
+        raise ConfigError(f"config key 'schedule.milestones' must be epochs >= 0, got {s.milestones}")
+    if o.nesterov and o.momentum == 0:
+        raise ConfigError("config key 'optim.nesterov' needs 'optim.momentum' > 0 (SGD's rule)")
+
+
+def _check_model(cfg: TrainingConfig) -> None:
+    """A classifier of at least two classes, and model arguments the architecture takes (built on the meta device)."""
+    m = cfg.model
+    if m.num_classes < 2:
+        raise ConfigError(
+            f"config key 'model.num_classes' must be >= 2, got {m.num_classes} (0 or less builds no classifier; "
+            "with 1 class the cross-entropy is 0 whatever the model does)"
+        )
+    if m.kwargs:
+        _check_model_kwargs(m.name, m.kwargs)
+
+
+def _check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    import torch
+
+    from ..models import create_model
+    from ..models.errors import UnknownModelError
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+    except UnknownModelError as e:
+        raise ConfigError(f"config key 'model.name': {e}") from None
+    # the class's own arguments, and those its **kwargs hand to the base classes (ZooResNet -> timm's ResNet)
+    names: set[str] = set()
+    takes_any = False
+    for klass in type(model).__mro__:
+        if klass is torch.nn.Module or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+        if not takes_any:
+            break
+    # set by the config's own keys (model.num_classes) or by the zoo builder itself
+    valid = sorted(names - {"num_classes", "block", "layers", "device", "dtype"})
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown and not takes_any:
+        raise ConfigError(
+            f"unknown config key 'model.kwargs.{unknown[0]}' for {name} ({type(model).__name__}); valid keys: "
+            f"{', '.join(valid)}"
+        )
+    try:
+        with torch.device("meta"):
+            create_model(name, **kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as e:
+        raise ConfigError(f"config key 'model.kwargs' {kwargs} does not build {name}: {e}") from None
+
+
+def _check_data(cfg: TrainingConfig) -> None:
+    """Image size, and ``data.load_kwargs`` against the dataset loader's signature (before anything loads)."""
+    from ..data import get_spec, load
+    from ..errors import UnknownChoiceError
+
+    d = cfg.data
+    if d.image_size < 8:
+        raise ConfigError(f"config key 'data.image_size' must be >= 8 (pixels), got {d.image_size}")
+    try:
+        spec = get_spec(d.dataset)
+    except UnknownChoiceError as e:
+        raise ConfigError(f"config key 'data.dataset': {e}") from None
+    valid: set[str] = set()
+    takes_any = False
+    # load()'s own options, then the dataset's local reader and Hub converter (either may receive the rest)
+    for fn, skip in ((load, 3), (spec.local, 2), (spec.from_hub, 2)):
+        if fn is None:
+            continue
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+        takes_any |= fn is not load and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        valid |= {
+            p.name for p in params if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        }
+    unknown = [k for k in d.load_kwargs if k not in valid]
+    if unknown and not takes_any:
+        raise ConfigError(
+            f"unknown config key 'data.load_kwargs.{unknown[0]}' for dataset {spec.name!r}; valid keys: "
+            f"{', '.join(sorted(valid))}"
+        )
+
+
 def _check_values(cfg: TrainingConfig) -> None:
     t = cfg.train
     for key in ("epochs", "batch_size"):
@@ -344,6 +453,9 @@ def _check_values(cfg: TrainingConfig) -> None:
         raise ConfigError(f"config key 'data.few_shot' must be 1, 5, 10 or null, got {cfg.data.few_shot}")
     if cfg.data.label_fraction is not None and not 0 < cfg.data.label_fraction < 1:
         raise ConfigError(f"config key 'data.label_fraction' must lie in (0, 1), got {cfg.data.label_fraction}")
+    _check_optim(cfg)
+    _check_model(cfg)
+    _check_data(cfg)
     _check_unlabelled(cfg)
     _check_eval(cfg)
 
@@ -387,7 +499,11 @@ def config_from_dict(raw: dict[str, Any]) -> TrainingConfig:
     """Build and check a :class:`TrainingConfig` from a plain mapping (as read from YAML).
 
     Raises:
-        ConfigError: an unknown key, a value of the wrong type, an unknown objective or objective argument.
+        ConfigError: an unknown key, a value of the wrong type or outside its range (``optim.lr`` > 0,
+            ``optim.momentum`` in [0, 1], ``optim.weight_decay`` >= 0, ``schedule.gamma`` in (0, 1],
+            ``model.num_classes`` >= 2, ``data.image_size`` >= 8), a ``model.kwargs`` key the architecture does not
+            take, a ``data.load_kwargs`` key the dataset's loader does not take, an unknown objective or objective
+            argument.
     """
     cfg = _build(TrainingConfig, raw, "")
     _check_objective(cfg)
@@ -413,8 +529,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)})") from None
     return raw
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error (1-based, as editors count)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainingConfig:
@@ -431,7 +557,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw: dict[str, Any] = {}
     if path is not None:
         text = Path(path).read_text()
-        raw = yaml.safe_load(text) or {}
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe config must be a YAML mapping")
     return config_from_dict(apply_overrides(raw, overrides or []))
@@ -442,8 +571,13 @@ def config_to_dict(cfg: TrainingConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def config_yaml(cfg: TrainingConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: TrainingConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML (what the run actually used, overrides applied)."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    path.write_text(config_yaml(cfg))
     return path

@@ -39,7 +39,16 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["Splits", "StepBatches", "TrainSet", "collate_views", "load_splits", "unlabelled_batch_size"]
+__all__ = [
+    "Splits",
+    "StepBatches",
+    "TrainSet",
+    "check_labels",
+    "collate_views",
+    "label_names",
+    "load_splits",
+    "unlabelled_batch_size",
+]
 
 
 def _sample_seed(*keys: int) -> int:
@@ -228,6 +237,61 @@ def unlabelled_batch_size(cfg: TrainingConfig) -> int:
     return cfg.train.batch_size if n is None else n
 
 
+def check_labels(ds: datasets.Dataset, num_classes: int, where: str, *, train: bool = False) -> None:
+    """Labels fit a classifier of ``num_classes`` outputs (checked when the data loads, not mid-run).
+
+    Args:
+        ds: a split in the common schema.
+        num_classes: the config's ``model.num_classes``.
+        where: the split, for messages (``"cub200 train"``).
+        train: the training split also needs two classes at least (one class teaches nothing: the loss is 0).
+
+    Raises:
+        ConfigError: a label outside ``[0, num_classes)``, a multi-hot vector of another length, or one class only.
+    """
+    from .config import ConfigError
+
+    if len(ds) == 0:
+        raise ConfigError(f"the {where} split is empty")
+    labels = _labels_of(ds)
+    if labels.ndim == 2:  # multi-hot
+        if labels.shape[1] != num_classes:
+            raise ConfigError(
+                f"config key 'model.num_classes' is {num_classes} but the {where} split has {labels.shape[1]} "
+                f"classes (multi-label); set --set model.num_classes={labels.shape[1]}"
+            )
+        present = int((labels.sum(axis=0) > 0).sum())
+    else:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            n = _num_classes_of(ds, high + 1)
+            raise ConfigError(
+                f"config key 'model.num_classes' is {num_classes} but the {where} split has labels {low}..{high} "
+                f"({n} classes); set --set model.num_classes={n}"
+            )
+        present = len(np.unique(labels))
+    if train and present < 2:
+        raise ConfigError(
+            f"the {where} split holds {present} class: a classifier learns nothing from one class (its loss is 0 "
+            "from the start); add images of other classes"
+        )
+
+
+def _num_classes_of(ds: datasets.Dataset, default: int) -> int:
+    feature = ds.features.get("label")
+    return len(feature.names) if getattr(feature, "names", None) else default
+
+
+def label_names(ds: datasets.Dataset) -> list[str] | None:
+    """Class names in output order, when the split carries them."""
+    from ..data import class_names
+
+    try:
+        return class_names(ds)
+    except (KeyError, AttributeError):
+        return None
+
+
 def load_splits(cfg: TrainingConfig) -> Splits:
     """The training, evaluation and unlabelled splits, after few-shot / semi-supervised / size limits.
 
@@ -264,6 +328,8 @@ def load_splits(cfg: TrainingConfig) -> Splits:
             )
         train = train.select(labelled)
     train = _subset(train, cfg.train.max_train_samples, cfg.train.seed)
+    check_labels(train, cfg.model.num_classes, f"{d.dataset} {d.train_split}", train=True)
     if evaluation is not None:
         evaluation = _subset(evaluation, cfg.train.max_eval_samples, cfg.train.seed)
+        check_labels(evaluation, cfg.model.num_classes, f"{d.dataset} {d.eval_split or d.train_split}")
     return Splits(train, evaluation, unlabelled)

@@ -25,7 +25,14 @@ backward, on every process (one all-reduce of a flag). If any process sees NaN o
 step: the step, epoch and the ids of each process's batch are logged as an error and written to
 ``<output>/nan_report.json``, the step is not applied, no checkpoint is written for it (the previous good checkpoint
 stays the newest), and :class:`NonFiniteLossError` is raised. Resuming with ``--resume auto`` restarts from that
-checkpoint; a NaN that reappears at the same step is in the data or the hyper-parameters, not in chance.
+checkpoint; a NaN that reappears at the same step is in the data or the hyper-parameters, not in chance. A finite
+loss does not make the update finite (``optim.lr=1e10`` overflows BatchNorm's running variances): before every
+checkpoint and the final weights, every parameter, buffer and optimiser tensor is checked, and a non-finite one stops
+the run the same way (:class:`NonFiniteValuesError`, the report naming the tensors).
+
+Output folder: one run per folder (:mod:`consistentzoo.training.outdir`: a lock, and a previous run is refused unless
+resumed or overwritten); every file is written through :func:`~consistentzoo.training.checkpoint.write_file` (mode
+from the umask, a full disk named as ``disk full while writing <file>``).
 """
 
 from __future__ import annotations
@@ -49,11 +56,15 @@ from .checkpoint import (
     find_resumable,
     load_checkpoint,
     set_rng_state,
+    torch_bytes,
     write_checkpoint,
+    write_file,
+    writing,
 )
-from .config import ConfigError, TrainingConfig, config_to_dict, save_config
-from .data import StepBatches, TrainSet, collate_views, load_splits, unlabelled_batch_size
+from .config import ConfigError, TrainingConfig, config_to_dict, config_yaml
+from .data import StepBatches, TrainSet, collate_views, label_names, load_splits, unlabelled_batch_size
 from .objectives import ObjectiveModule, build_objective
+from .outdir import OutputDirError, RunLock, check_output_dir, clear_previous_run
 
 _logger = logging.getLogger(__name__)
 
@@ -78,6 +89,10 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the batch ids."""
 
 
+class NonFiniteValuesError(NonFiniteLossError):
+    """Parameters, buffers or optimiser state became NaN or infinite; the message names the tensors and the step."""
+
+
 @dataclass
 class Hardware:
     """Infrastructure flags of a run (command line, never in the recipe YAML).
@@ -91,6 +106,8 @@ class Hardware:
         num_workers: DataLoader workers per process.
         resume: ``None`` (fresh), ``"auto"`` (newest good checkpoint in ``output_dir``) or a checkpoint folder.
         log_with: Accelerate tracker (``tensorboard``) or ``None``.
+        overwrite: replace a previous run in ``output_dir`` (without it, and without ``resume``, a folder that
+            holds a run is refused; see :mod:`consistentzoo.training.outdir`).
     """
 
     output_dir: Path
@@ -100,6 +117,7 @@ class Hardware:
     num_workers: int = 4
     resume: str | None = None
     log_with: str | None = "tensorboard"
+    overwrite: bool = False
 
 
 class Callback:
@@ -248,7 +266,13 @@ def _fingerprint(cfg: TrainingConfig) -> str:
 def build_model(cfg: TrainingConfig) -> nn.Module:
     """The network of ``cfg.model``, from scratch or from ``model.init`` (a weights folder or a zoo tag)."""
     from .. import create_model
-    from ..models import get_weights, load_state_dict, resolve_weights_file
+    from ..models import (
+        UnknownModelError,
+        WeightsUnavailableError,
+        get_weights,
+        load_state_dict,
+        resolve_weights_file,
+    )
     from ..models.weights import load_into
 
     m = cfg.model
@@ -257,10 +281,30 @@ def build_model(cfg: TrainingConfig) -> nn.Module:
     model = create_model(m.name, num_classes=m.num_classes, **m.kwargs)
     if m.init is not None:
         # why load by hand: the starting tag (resnet50_ce.in1k) belongs to another zoo name than the model trained
-        rec = get_weights(m.init)
-        path = resolve_weights_file(rec)
+        try:
+            rec = get_weights(m.init)
+            path = resolve_weights_file(rec)
+        except (UnknownModelError, WeightsUnavailableError) as e:
+            raise ConfigError(f"config key 'model.init' = {m.init!r}: {e} {init_choices(m.name)}") from e
         load_into(model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head)
     return model
+
+
+def init_choices(model_name: str) -> str:
+    """What ``model.init`` can be for ``model_name``: the tags of its architecture whose weights are available."""
+    from ..models import list_weights
+    from ..models.zoo import split_zoo_name
+
+    try:
+        arch = split_zoo_name(model_name.partition(".")[0])[0]
+    except ValueError:
+        arch = None
+    tags = [w.name for w in list_weights() if w.published and (arch is None or w.architecture == arch)]
+    listed = ", ".join(f"--set model.init={t}" for t in tags) if tags else f"none for {arch or model_name} yet"
+    return (
+        f"Choices: a tag with weights available ({listed}); a folder with config.json + model.safetensors "
+        "(--set model.init=/path/to/run); or --set model.init=null to train from scratch."
+    )
 
 
 def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.SGD:
@@ -305,10 +349,55 @@ def _check_finite(total: Tensor, batch_ids: list[str], accelerator: Any, state: 
     ids = gather_object([{"rank": accelerator.process_index, "loss": float(total.detach()), "ids": batch_ids}])
     report = {"step": state.step + 1, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "batches": ids}
     message = f"non-finite loss at step {state.step + 1} (epoch {state.epoch}); batch ids per process: {ids}"
+    _report_nan(accelerator, out, report, message)
+    raise NonFiniteLossError(message + "; the step was not applied and training stopped (rule: train.on_nan=stop)")
+
+
+def _non_finite_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Names of the model's parameters and buffers, and of the optimiser's state tensors, holding NaN or ±inf."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    names = {id(p): n for n, p in model.named_parameters()}
+    for param, slots in optimizer.state.items():
+        for slot, v in slots.items():
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                bad.append(f"optimizer.{names.get(id(param), '?')}.{slot}")
+    return bad
+
+
+def _check_values(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch_ids: list[str], accelerator: Any, state: TrainerState,
+    out: Path,
+) -> None:  # fmt: skip
+    """Before a checkpoint or the weights are written: every parameter, buffer and optimiser tensor is finite.
+
+    A finite loss does not make the step's update finite (``optim.lr=1e10`` overflows the weights); the NaN rule
+    then applies as for the loss: report, no checkpoint, :class:`NonFiniteValuesError`.
+    """
+    from accelerate.utils import gather_object
+
+    bad = _non_finite_tensors(model, optimizer)
+    flag = torch.tensor(float(bool(bad)), device=accelerator.device)
+    if float(accelerator.reduce(flag, "sum")) == 0:
+        return
+    ids = gather_object([{"rank": accelerator.process_index, "tensors": bad, "ids": batch_ids}])
+    report = {"step": state.step, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "batches": ids}
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    message = (
+        f"non-finite values after step {state.step} (epoch {state.epoch}) in {len(bad)} tensors ({shown}); batch "
+        f"ids of the step per process: {[b['ids'] for b in ids]}"
+    )
+    _report_nan(accelerator, out, report, message)
+    raise NonFiniteValuesError(
+        message + "; no checkpoint or weights were written for it and training stopped (rule: train.on_nan=stop); "
+        "lower optim.lr or check the data"
+    )
+
+
+def _report_nan(accelerator: Any, out: Path, report: dict[str, Any], message: str) -> None:
     if accelerator.is_main_process:
         _logger.error(message)
-        (out / "nan_report.json").write_text(json.dumps(report, indent=2))
-    raise NonFiniteLossError(message + "; the step was not applied and training stopped (rule: train.on_nan=stop)")
+        with writing(out / "nan_report.json"):
+            (out / "nan_report.json").write_text(json.dumps(report, indent=2))
 
 
 def _flat_config(cfg: TrainingConfig) -> dict[str, Any]:
@@ -350,12 +439,14 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
     """Train, checkpoint and write the weights folder; returns the final metrics (also in ``metrics.json``).
 
     Raises:
-        ConfigError: the global batch does not split over processes × accumulation.
-        CheckpointError: ``resume`` names a bad checkpoint, or one of another run.
-        NonFiniteLossError: the loss became NaN or infinite (see the module docstring).
+        ConfigError: the global batch does not split over processes × accumulation, a micro-batch of one image with
+            BatchNorm, labels outside ``model.num_classes``, or a ``model.init`` whose weights are not available.
+        OutputDirError: ``output_dir`` holds a previous run (without ``resume``/``overwrite``), or is in use.
+        CheckpointError: ``resume`` names a bad checkpoint, or one of another run or version.
+        DiskFullError: the disk filled up while writing a checkpoint or the weights.
+        NonFiniteLossError: the loss, or (:class:`NonFiniteValuesError`) a weight became NaN or infinite.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
     out = Path(hw.output_dir)
     # Initialise Accelerate first: it reads torchrun's / accelerate's environment and decides devices and processes.
@@ -366,6 +457,46 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
         log_with=hw.log_with,
         project_dir=str(out),
     )
+    # One run per folder: lock it, then refuse a previous run there unless resumed or overwritten.
+    lock = _claim_output_dir(out, hw, accelerator)
+    try:
+        return _train(cfg, hw, accelerator, out, list(callbacks))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _claim_output_dir(out: Path, hw: Hardware, accelerator: Any) -> RunLock | None:
+    """The main process locks ``out`` and checks it (see :mod:`~.outdir`); every process raises the same error."""
+    from accelerate.utils import broadcast_object_list
+
+    lock, error = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = RunLock(out)
+            lock.acquire()
+            check_output_dir(out, resume=hw.resume, overwrite=hw.overwrite)
+            if hw.overwrite:
+                clear_previous_run(out)
+        except OutputDirError as e:
+            error = str(e)
+    error = broadcast_object_list([error])[0] if accelerator.num_processes > 1 else error
+    if error is not None:
+        if lock is not None:
+            lock.release()
+        raise OutputDirError(error)
+    return lock
+
+
+def _needs_batch_of_two(model: nn.Module, cfg: TrainingConfig) -> bool:
+    """BatchNorm in train mode estimates its statistics from the micro-batch: one image is not a batch."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return has_bn and not cfg.model.freeze_bn
+
+
+def _train(cfg: TrainingConfig, hw: Hardware, accelerator: Any, out: Path, callbacks: list[Callback]) -> dict[str, Any]:
+    from accelerate.utils import set_seed
+
     world, rank = accelerator.num_processes, accelerator.process_index
     per_device, rest = divmod(cfg.train.batch_size, world * hw.grad_accum)
     if rest or per_device < 1:
@@ -376,11 +507,19 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
     # Seed before building the model so that the seed also fixes the initial weights (identical on every process).
     set_seed(cfg.train.seed)
     model = build_model(cfg).to(accelerator.device)
+    if per_device == 1 and _needs_batch_of_two(model, cfg):
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} over {world} processes × {hw.grad_accum} accumulation steps "
+            f"is a micro-batch of 1 image, and {cfg.model.name}'s BatchNorm layers in train mode need at least 2 "
+            "(their statistics come from the batch); raise train.batch_size, lower --grad-accum, or set "
+            "model.freeze_bn=true"
+        )
     spec, loss = build_objective(cfg.objective.name, cfg.objective.args, cfg.data.image_size)
 
     # Data: every process loads the same split; the batch order shards it (see consistentzoo.training.data).
     with accelerator.main_process_first():
         train_ds, eval_ds, unlabelled_ds = load_splits(cfg)
+    names = label_names(train_ds)
     dataset = TrainSet(train_ds, spec.views, cfg.data.image_size, cfg.data.augment, cfg.train.seed)
     order = StepBatches(len(dataset), per_device, world, rank, hw.grad_accum, cfg.train.seed)
     if order.steps_per_epoch == 0:
@@ -435,7 +574,7 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
     objective, optimizer = accelerator.prepare(ObjectiveModule(model, spec, loss), optimizer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+        write_file(out / "config.yaml", config_yaml(cfg).encode())
     if hw.log_with:
         accelerator.init_trackers("train", config=_flat_config(cfg))
 
@@ -449,18 +588,20 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
             eval_config(cfg, per_device, hw.num_workers),
         )
     loop = Loop(accelerator, model, state)
-    callbacks = [c for c in (eval_cb,) if c is not None] + list(callbacks)
+    callbacks = [c for c in (eval_cb,) if c is not None] + callbacks
+    step_ids: list[str] = []
 
     def save_main(tmp: Path) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(tensors, tmp / "model.safetensors")
-        torch.save(optimizer.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        save_config(cfg, tmp / "config.yaml")
+        write_file(tmp / "model.safetensors", save(tensors))
+        write_file(tmp / "optimizer.pt", torch_bytes(optimizer.optimizer.state_dict()))
+        write_file(tmp / "scheduler.pt", torch_bytes(scheduler.state_dict()))
+        write_file(tmp / "config.yaml", config_yaml(cfg).encode())
 
     def checkpoint() -> None:
+        _check_values(model, optimizer.optimizer, step_ids, accelerator, state, out)
         write_checkpoint(
             ckpt_dir,
             state,
@@ -487,6 +628,7 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
             if cfg.model.freeze_bn:
                 _freeze_bn(model)
             parts_sum: dict[str, float] = {}
+            step_ids = []
             unl_batches = next(unlabelled) if unlabelled is not None else [None] * len(micro_batches)
             for batch, unl_batch in zip(micro_batches, unl_batches, strict=True):
                 batch = _to_device(batch, accelerator.device)
@@ -497,6 +639,7 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
                 with accelerator.accumulate(objective):
                     total, parts = objective(batch) if unl_batch is None else objective(batch, unl_batch)
                     _check_finite(total, ids, accelerator, state, out)
+                    step_ids += ids
                     accelerator.backward(total)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -545,6 +688,11 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
         "mixed_precision": hw.mixed_precision,
         "train_last": last_parts,
         "eval": final,
+        "eval_method": cfg.train.eval_method,
+        "eval_dataset": cfg.data.dataset if eval_ds is not None else None,
+        "eval_split": (cfg.data.eval_split or f"{cfg.data.train_split} (few-shot rest)")
+        if eval_ds is not None
+        else None,
         "history": loop.history,
         "wall_s": wall,
         "samples_per_s": seen / wall if wall > 0 and seen else math.nan,
@@ -558,7 +706,7 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
             "step_in_cycle": state.unlabelled_step,
         }
     if accelerator.is_main_process:
-        _write_outputs(model, cfg, out, metrics)
+        _write_outputs(model, cfg, out, metrics, names)
     accelerator.wait_for_everyone()
     # why not end_training(): it also destroys the process group, and a process may train again (tests, sweeps)
     for tracker in accelerator.trackers:
@@ -566,19 +714,65 @@ def train(cfg: TrainingConfig, hw: Hardware, callbacks: Iterable[Callback] = ())
     return metrics
 
 
-def _write_outputs(model: nn.Module, cfg: TrainingConfig, out: Path, metrics: dict[str, Any]) -> None:
+def _write_outputs(
+    model: nn.Module, cfg: TrainingConfig, out: Path, metrics: dict[str, Any], names: list[str] | None
+) -> None:
     from ..models import save_pretrained
 
-    save_pretrained(
-        model,
-        out,
-        zoo={
-            "tag": cfg.tag or None,
-            "objective": cfg.objective.name,
-            "objective_args": cfg.objective.args,
-            "dataset": cfg.data.dataset,
-            "recipe_config": "config.yaml",
-        },
-    )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    save_config(cfg, out / "config.yaml")
+    with writing(out / "model.safetensors"):
+        save_pretrained(model, out, zoo=weights_facts(cfg, names))
+    # save_pretrained writes through mkstemp (mode 0600); outputs follow the user's umask like every other file
+    for name in ("model.safetensors", "config.json"):
+        follow_umask(out / name)
+    write_file(out / "metrics.json", json.dumps(metrics, indent=2, default=float).encode())
+    write_file(out / "config.yaml", config_yaml(cfg).encode())
+
+
+def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any]:
+    """What ``config.json`` records under ``consistentzoo`` about how the weights were made (the card reads it).
+
+    The true dataset (name and source, as the config gives it), the start point (``model.init``: a tag or a
+    folder, ``None`` from scratch), the class names in output order, the input size, and the weight tag only when it
+    fits the run: a config copied from a zoo tag and pointed at other data (``--set data.dataset=imagefolder``) no
+    longer produces that tag's weights.
+    """
+    from ..models import UnknownModelError, get_weights
+
+    tag = None
+    zoo_name, dot, dataset_tag = cfg.tag.partition(".")
+    if cfg.tag and dot and zoo_name == cfg.model.name:
+        try:
+            rec = get_weights(cfg.tag)
+        except UnknownModelError:
+            tag = dataset_tag  # a tag of one's own (resnet18_ce.my_shoes)
+        else:
+            fits = rec.dataset == cfg.data.dataset and rec.num_classes == cfg.model.num_classes
+            tag = dataset_tag if fits else None
+            if not fits:
+                _logger.warning(
+                    "the config's tag %s is %s with %d classes, but this run trained on %s with %d: config.json "
+                    "records no tag (set tag: <model>.<your_tag> in the config to name these weights)",
+                    cfg.tag, rec.dataset, rec.num_classes, cfg.data.dataset, cfg.model.num_classes,
+                )  # fmt: skip
+    # the source and start folder as the config gives them: config.json is published, absolute paths are private
+    return {
+        "tag": tag,
+        "objective": cfg.objective.name,
+        "objective_args": cfg.objective.args,
+        "dataset": cfg.data.dataset,
+        "data_source": cfg.data.source,
+        "init": cfg.model.init,
+        "label_names": names,
+        "input_size": [3, cfg.data.image_size, cfg.data.image_size],
+        "recipe_config": "config.yaml",
+    }
+
+
+def follow_umask(path: Path) -> None:
+    """Give ``path`` the mode a file created by ``open()`` gets: 0o666 minus the process umask."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    if path.is_file():
+        path.chmod(0o666 & ~umask)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import CheckpointError, DiskFullError
 from .config import ConfigError, TrainingConfig, load_config
-from .loop import Hardware, train
+from .loop import Hardware, NonFiniteLossError, train
+from .outdir import OutputDirError, check_output_dir
 
 __all__ = ["parse_args", "recipe_main"]
 
@@ -34,6 +37,9 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
     p.add_argument("--max-train-samples", type=int, default=None, help="train on a seeded subset of N samples")
     p.add_argument("--resume", default=None, help="'auto' (newest good checkpoint in --output-dir) or a folder")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a previous run in --output-dir (default: refuse it)"
+    )
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers per process")
@@ -47,6 +53,7 @@ def resolve(args: argparse.Namespace, objective: str | None) -> tuple[TrainingCo
 
     Raises:
         ConfigError: a bad config, or a config whose objective is not the recipe's.
+        OutputDirError: ``--output-dir`` holds a previous run and neither ``--resume`` nor ``--overwrite`` is given.
     """
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -61,14 +68,17 @@ def resolve(args: argparse.Namespace, objective: str | None) -> tuple[TrainingCo
         )
     if args.grad_accum < 1:
         raise ConfigError(f"--grad-accum must be >= 1, got {args.grad_accum}")
+    output_dir = args.output_dir or Path("runs") / (cfg.tag or cfg.model.name)
+    check_output_dir(output_dir, resume=args.resume, overwrite=args.overwrite)
     hw = Hardware(
-        output_dir=args.output_dir or Path("runs") / (cfg.tag or cfg.model.name),
+        output_dir=output_dir,
         mixed_precision=args.mixed_precision,
         grad_accum=args.grad_accum,
         cpu=args.cpu,
         num_workers=args.num_workers,
         resume=args.resume,
         log_with=None if args.no_trackers else "tensorboard",
+        overwrite=args.overwrite,
     )
     return cfg, hw
 
@@ -82,8 +92,14 @@ def recipe_main(objective: str | None, description: str = "", argv: Sequence[str
         argv: arguments (default ``sys.argv[1:]``).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg, hw = resolve(parse_args(description, argv), objective)
-    metrics = train(cfg, hw)
+    args = parse_args(description, argv)
+    try:
+        cfg, hw = resolve(args, objective)
+        metrics = train(cfg, hw)
+    except (ConfigError, OutputDirError, CheckpointError, DiskFullError, NonFiniteLossError) as e:
+        # the user's input or the machine, not a bug: one line, exit code 2 (argparse's code for bad input)
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2) from None
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
