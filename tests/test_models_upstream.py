@@ -467,14 +467,19 @@ def test_offline_without_a_cache_entry_says_what_to_do(server: FileServer, monke
     assert server.requests == []
 
 
-def test_a_damaged_cache_entry_is_removed_not_loaded(server: FileServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["weights", "provenance"])
+def test_a_damaged_cache_entry_is_removed_not_loaded(server: FileServer, tmp_path: Path, damage: str) -> None:
     rec = get_weights("resnet18_gmp_ce.in1k")
     file = tmp_path / "model_best.pth.tar"
     file.write_bytes(authors_checkpoint(authors_net("resnet18", gmp=True), "resnet18"))
     weights = upstream.import_file(rec, file, check=False)
-    with open(weights, "r+b") as f:
-        f.seek(-8, os.SEEK_END)
-        f.write(b"\0" * 8)
+    if damage == "weights":
+        with open(weights, "r+b") as f:
+            f.seek(-8, os.SEEK_END)
+            f.write(b"\0" * 8)
+    else:  # a provenance record cut short (a full disk, an editor): the entry cannot be trusted
+        prov = weights.parent / upstream.PROVENANCE_NAME
+        prov.write_text(prov.read_text()[:40])
     assert upstream.cached(rec) is None and not upstream.entry_dir(rec).exists()
 
 

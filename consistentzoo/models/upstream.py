@@ -48,7 +48,7 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .metadata import ZooWeights
-from .weights import CONFIG_NAME, WEIGHTS_NAME, save_pretrained, sha256sum
+from .weights import WEIGHTS_NAME, save_pretrained, sha256sum
 
 _logger = logging.getLogger(__name__)
 
@@ -83,18 +83,26 @@ def entry_dir(rec: ZooWeights) -> Path:
 def read_provenance(rec: ZooWeights) -> dict[str, Any] | None:
     """The provenance record of a tag's cache entry, or None when there is no complete entry."""
     path = entry_dir(rec) / PROVENANCE_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        prov = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None  # unreadable: :func:`cached` treats the entry as damaged
+    return prov if isinstance(prov, dict) else None
 
 
 def cached(rec: ZooWeights) -> Path | None:
     """The verified ``model.safetensors`` of a complete cache entry, or None (a damaged or stale entry is removed)."""
-    prov = read_provenance(rec)
-    if prov is None:
+    if not entry_dir(rec).exists():
         return None
+    prov = read_provenance(rec)
     weights = entry_dir(rec) / WEIGHTS_NAME
     pinned = rec.upstream.sha256 if rec.upstream else None
     problem = None
-    if not weights.is_file() or sha256sum(weights) != prov.get("weights_sha256"):
+    if prov is None:
+        problem = f"{PROVENANCE_NAME} is missing or unreadable"
+    elif not weights.is_file() or sha256sum(weights) != prov.get("weights_sha256"):
         problem = f"{WEIGHTS_NAME} is missing or differs from the sha256 in {PROVENANCE_NAME}"
     elif pinned and prov.get("file_sha256") != pinned:
         problem = f"it was converted from a file with sha256 {prov.get('file_sha256')}, not the pinned {pinned}"
@@ -431,7 +439,7 @@ def _install(rec: ZooWeights, file: Path, origin: str, staging: Path, *, check: 
         "file_sha256": sha,
         "hash_check": hash_check,
         "checkpoint": info,
-        "global_pool": json.loads((out / CONFIG_NAME).read_text()).get("model_args", {}).get("global_pool", "avg"),
+        "global_pool": rec.model_args.get("global_pool", "avg"),
         "behaviour_check": behaviour,
         "weights_sha256": sha256sum(out / WEIGHTS_NAME),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

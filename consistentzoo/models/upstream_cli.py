@@ -79,17 +79,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.all == bool(args.tags):
         raise SystemExit("consistentzoo fetch: give weight tags or --all (one of the two)")
     records = [w for w in list_weights() if w.upstream] if args.all else [get_weights(t) for t in args.tags]
-    if len(records) == 1:
-        _report(records[0], fetch(records[0], check=not args.skip_check, force=args.force))
-        return 0
     failed = []
     for rec in records:  # one tag's failure (a Drive quota, say) does not stop the others
         try:
             _report(rec, fetch(rec, check=not args.skip_check, force=args.force))
-        except (RuntimeError, ValueError) as e:
+        except (KeyError, ValueError, RuntimeError, OSError) as e:  # what `consistentzoo` reports as one line
             failed.append(rec.name)
             sys.stderr.write(f"consistentzoo fetch: {rec.name}: error: {e}\n")
-    if failed:
+    if len(records) > 1 and failed:
         sys.stderr.write(f"consistentzoo fetch: {len(failed)} of {len(records)} failed: {', '.join(failed)}\n")
     return 2 if failed else 0
 
