@@ -83,7 +83,8 @@ def pull(
     if sha256 is not None:
         if not weights.is_file():
             raise WeightsIntegrityError(f"{where} has no {WEIGHTS_NAME} to check against the sha256")
-        _verify(weights, f"sha256:{sha256}", f"{where}: {WEIGHTS_NAME}", "the expected sha256")
+        if hashes.get(WEIGHTS_NAME) != f"sha256:{sha256}":  # else the loop above has just checked this very hash
+            _verify(weights, f"sha256:{sha256}", f"{where}: {WEIGHTS_NAME}", "the expected sha256")
     unverified = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
