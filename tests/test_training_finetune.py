@@ -21,6 +21,7 @@ import torch
 from hub_server import HubServer
 from PIL import Image
 
+from consistentzoo.hub import push
 from consistentzoo.models.metadata import REPO_ROOT
 from consistentzoo.training.config import ConfigError, load_config
 from consistentzoo.training.recipe import recipe_main
@@ -78,7 +79,6 @@ def test_readme_finetune_example_runs_and_records_what_it_trained(
     assert {oct(p.stat().st_mode & 0o777) for p in run.glob("*") if p.is_file() and p.name != ".run.lock"} == {"0o644"}
 
     with HubServer() as hub:
-        push = __import__("consistentzoo.hub", fromlist=["push"]).push
         push(run, "me/my_photos", token="hf_test_write", endpoint=hub.url)
         card = hub.head("me/my_photos").files["README.md"].decode()
     assert "# resnet18_ce.my_photos" in card and "on imagefolder (my_photos)" in card

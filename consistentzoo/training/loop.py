@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -396,8 +397,7 @@ def _check_values(
 def _report_nan(accelerator: Any, out: Path, report: dict[str, Any], message: str) -> None:
     if accelerator.is_main_process:
         _logger.error(message)
-        with writing(out / "nan_report.json"):
-            (out / "nan_report.json").write_text(json.dumps(report, indent=2))
+        write_file(out / "nan_report.json", json.dumps(report, indent=2).encode())
 
 
 def _flat_config(cfg: TrainingConfig) -> dict[str, Any]:
@@ -555,19 +555,7 @@ def _train(cfg: TrainingConfig, hw: Hardware, accelerator: Any, out: Path, callb
     # Resume before prepare(): the states load into the plain model and optimiser, and DDP then starts from them.
     ckpt_dir = out / "checkpoints"
     if hw.resume is not None and (path := find_resumable(hw.resume, ckpt_dir)) is not None:
-        saved, blobs = load_checkpoint(path, rank, world)
-        check_compatible(saved, state, path)
-        try:
-            model.load_state_dict(blobs["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: the saved model does not fit {cfg.model.name}: {e}") from e
-        optimizer.load_state_dict(blobs["optimizer"])
-        scheduler.load_state_dict(blobs["scheduler"])
-        if blobs["rng"] is not None:
-            set_rng_state(blobs["rng"])
-        state.step, state.epoch, state.step_in_epoch = saved.step, saved.epoch, saved.step_in_epoch
-        state.unlabelled_cycle, state.unlabelled_step = saved.unlabelled_cycle, saved.unlabelled_step
-        _logger.info("resumed from %s at step %d", path, state.step)
+        _resume(path, model, optimizer, scheduler, state, rank, world)
 
     # Wrap the objective, not the bare network: the loss calls forward_features/forward_head itself, and DDP must
     # see one forward per step for its gradient bookkeeping (the double backward then reduces once).
@@ -688,11 +676,7 @@ def _train(cfg: TrainingConfig, hw: Hardware, accelerator: Any, out: Path, callb
         "mixed_precision": hw.mixed_precision,
         "train_last": last_parts,
         "eval": final,
-        "eval_method": cfg.train.eval_method,
-        "eval_dataset": cfg.data.dataset if eval_ds is not None else None,
-        "eval_split": (cfg.data.eval_split or f"{cfg.data.train_split} (few-shot rest)")
-        if eval_ds is not None
-        else None,
+        **_eval_facts(cfg, evaluated=eval_ds is not None),
         "history": loop.history,
         "wall_s": wall,
         "samples_per_s": seen / wall if wall > 0 and seen else math.nan,
@@ -712,6 +696,38 @@ def _train(cfg: TrainingConfig, hw: Hardware, accelerator: Any, out: Path, callb
     for tracker in accelerator.trackers:
         tracker.finish()
     return metrics
+
+
+def _resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainerState, rank: int,
+    world: int,
+) -> None:  # fmt: skip
+    """Load a checkpoint of this run into the plain model, optimiser, scheduler, RNGs and ``state``.
+
+    Raises:
+        CheckpointError: the checkpoint is of another model, config or version, or does not fit the model.
+    """
+    saved, blobs = load_checkpoint(path, rank, world)
+    check_compatible(saved, state, path)
+    try:
+        model.load_state_dict(blobs["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: the saved model does not fit {state.model_name}: {e}") from e
+    optimizer.load_state_dict(blobs["optimizer"])
+    scheduler.load_state_dict(blobs["scheduler"])
+    if blobs["rng"] is not None:
+        set_rng_state(blobs["rng"])
+    state.step, state.epoch, state.step_in_epoch = saved.step, saved.epoch, saved.step_in_epoch
+    state.unlabelled_cycle, state.unlabelled_step = saved.unlabelled_cycle, saved.unlabelled_step
+    _logger.info("resumed from %s at step %d", path, state.step)
+
+
+def _eval_facts(cfg: TrainingConfig, *, evaluated: bool) -> dict[str, Any]:
+    """What the final evaluation in ``metrics.json`` was measured on (the card quotes it beside the values)."""
+    if not evaluated:
+        return {"eval_method": cfg.train.eval_method, "eval_dataset": None, "eval_split": None}
+    split = cfg.data.eval_split or f"{cfg.data.train_split} (few-shot rest)"
+    return {"eval_method": cfg.train.eval_method, "eval_dataset": cfg.data.dataset, "eval_split": split}
 
 
 def _write_outputs(
@@ -770,8 +786,6 @@ def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any
 
 def follow_umask(path: Path) -> None:
     """Give ``path`` the mode a file created by ``open()`` gets: 0o666 minus the process umask."""
-    import os
-
     umask = os.umask(0)
     os.umask(umask)
     if path.is_file():
