@@ -185,8 +185,7 @@ def from_hub(ds: datasets.Dataset, split: str, **kw: Any) -> datasets.Dataset:
         return from_columns(ds, split, dataset="coco", **kw)
     names = ds.features["objects"]["category"].feature.names
     report = LoadReport("coco", split)
-    image_feature = ds.features["image"]
-    ds = screen_images(ds.cast_column("image", hfd.Image(decode=False)), report).cast_column("image", image_feature)
+    ds = screen_images(ds, report)
     feats = _hub_features(names)
 
     def fn(objects: dict[str, Any], width: int, height: int, image_id: Any) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def from_columns(
         names = feat.names
     names = list(names)
     report = LoadReport(dataset, split)
-    ds = screen_images(ds.cast_column(image, datasets.Image(decode=False)), report, image)
+    ds = screen_images(ds, report, image).cast_column(image, datasets.Image(decode=False))
 
     def convert(img: dict[str, Any], lab: Any, box: Any = None, ident: Any = None, idx: int = 0) -> dict[str, Any]:
         y = check_label(lab, len(names), f"{dataset} row {idx}")
@@ -133,10 +133,14 @@ def screen_images(ds: datasets.Dataset, report: LoadReport, image: str = "image"
     images are left as they are (no copy is made when nothing needs replacing).
 
     Args:
-        ds: the dataset, its ``image`` column with ``datasets.Image(decode=False)``.
+        ds: the dataset; its ``image`` column is read undecoded and keeps its feature type.
         report: receives the counts.
         image: the image column.
     """
+    import datasets
+
+    feature = ds.features[image]
+    ds = ds.cast_column(image, datasets.Image(decode=False))
 
     def where(v: dict[str, Any], i: int) -> str:
         return v.get("path") or f"{report.dataset} row {i}"
@@ -176,16 +180,13 @@ def screen_images(ds: datasets.Dataset, report: LoadReport, image: str = "image"
     if bad:
         drop = set(bad)
         ds = ds.select([i for i in range(len(ds)) if i not in drop])
-    return ds
+    return ds.cast_column(image, feature)
 
 
 def screen_common(ds: datasets.Dataset, dataset: str, split: str) -> datasets.Dataset:
-    """:func:`screen_images` on a dataset already in the common schema; its feature types are kept."""
-    import datasets
-
+    """:func:`screen_images` on a dataset already in the common schema, with its own report."""
     report = LoadReport(dataset, split)
-    feature = ds.features["image"]
-    out = screen_images(ds.cast_column("image", datasets.Image(decode=False)), report).cast_column("image", feature)
+    out = screen_images(ds, report)
     report.images = len(out)
     report.emit()
     return out
