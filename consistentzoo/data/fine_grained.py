@@ -295,15 +295,15 @@ def load_flowers102(
     setid = loadmat(setid_file, "flowers102", FLOWERS_LAYOUT)
     ids = [int(v) for v in as_list(setid[FLOWERS_SPLITS[split]])]
     names = [str(i) for i in range(1, 103)]
+    images = [root / "jpg" / f"image_{i:05d}.jpg" for i in ids]
 
     def items() -> Iterator[Item]:
-        for i in ids:
+        for i, path in zip(ids, images, strict=True):
             if not 1 <= i <= len(labels):
                 raise AnnotationFormatError(f"flowers102: setid.mat names image {i}; imagelabels.mat has {len(labels)}")
-            yield Item(f"image_{i:05d}", root / "jpg" / f"image_{i:05d}.jpg", labels[i - 1])
+            yield Item(path.stem, path, labels[i - 1])
 
     report = LoadReport("flowers102", split)
-    images = [root / "jpg" / f"image_{i:05d}.jpg" for i in ids]
     key = fingerprint(
         "flowers102", str(root.resolve()), split, check_images, files=[labels_file, setid_file], images=images
     )
