@@ -91,7 +91,7 @@ def test_coco_file_name_outside_root_refused(tmp_path, bad) -> None:
     assert "coco image 7" in str(err.value) and repr(name) in str(err.value)
 
 
-def test_cub_and_unrel_paths_outside_root_refused(tmp_path) -> None:
+def test_cub_aircraft_and_unrel_paths_outside_root_refused(tmp_path) -> None:
     root = nat.write_cub(tmp_path / "cub", with_segmentations=False)
     listing = root / "CUB_200_2011" / "images.txt"
     lines = listing.read_text().splitlines()
@@ -99,6 +99,17 @@ def test_cub_and_unrel_paths_outside_root_refused(tmp_path) -> None:
     listing.write_text("\n".join(lines) + "\n")
     with pytest.raises(UnsafePathError, match="cub200 image 1.*'/etc/passwd'"):
         load("cub200", "train", root, cache_dir=tmp_path / "cache")
+
+    # Aircraft: the image id of a split file becomes <id>.jpg
+    root = nat.write_aircraft(tmp_path / "air")
+    split_file = root / "data" / "images_variant_train.txt"
+    split_file.write_text(split_file.read_text().replace("1025794", "../../../../outside", 1))
+    with pytest.raises(UnsafePathError, match="fgvc_aircraft image ../../../../outside"):
+        load("fgvc_aircraft", "train", root, cache_dir=tmp_path / "cache")
+
+    root = nat.write_unrel(tmp_path / "unrel", listed={"2.jpg": "../outside.jpg"})
+    with pytest.raises(UnsafePathError, match="unrel: annotations.mat: file name '../outside.jpg'"):
+        load("unrel", "test", root, cache_dir=tmp_path / "cache")
 
 
 def test_relative_names_inside_root_still_load(tmp_path) -> None:
