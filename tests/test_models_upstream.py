@@ -503,3 +503,19 @@ def test_fetch_all_goes_on_after_a_failure(server: FileServer, tmp_path: Path, c
     assert "resnet18_gmp_ce.coco: " in captured.out
     assert "photo check: skipped (the photo check is defined" in captured.out
     assert [p for p in cache_files(tmp_path) if "/" not in p] == ["resnet18_gmp_ce.coco"]
+
+
+def test_readme_table_lists_every_upstream_tag_with_its_record_and_the_papers_numbers() -> None:
+    """The README's table is written by hand: each row must match the tag's record and ``reported.py``."""
+    from consistentzoo.models import list_weights
+    from consistentzoo.models.reported import REPORTED
+
+    section = (REPO_ROOT / "README.md").read_text().split("### The papers' released weights", 1)[1].split("\n### ")[0]
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \| \[[^\]]+\]\(([^)]+)\) \| [^:|]+: ([^|]+) \|$", section, re.M)
+    assert sorted(tag for tag, *_ in rows) == sorted(w.name for w in list_weights() if w.upstream)
+    for tag, released_by, url, numbers in rows:
+        src = get_weights(tag).upstream
+        assert (released_by.strip(), url) == (f"{src.provider} ({src.license})", src.url), tag
+        reported = {round(r.value, 4) for r in REPORTED[tag]}
+        quoted = [float(v) for v in re.findall(r"(?<![\w-])\d+(?:\.\d+)?(?!\w)", numbers)]
+        assert quoted and all(round(v, 4) in reported for v in quoted), (tag, quoted, sorted(reported))
