@@ -25,3 +25,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny timm model's weights folder for the Hub tests (1.5 MB; the architecture does not matter there)."""
+    import timm
+
+    from consistentzoo.models import save_pretrained
+
+    out = tmp_path_factory.mktemp("tiny")
+    save_pretrained(timm.create_model("test_resnet", num_classes=3), out)
+    return out

@@ -28,19 +28,12 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from consistentzoo.hub import pull, push
-from consistentzoo.models import WeightsIntegrityError, WeightsUnavailableError, load_state_dict, save_pretrained
+from consistentzoo.models import WeightsIntegrityError, WeightsUnavailableError, load_state_dict
 from consistentzoo.models.weights import sha256sum
 
 TOKEN = "hf_test_write"
 REPO = "zoo/tiny"
 WEIGHTS = "model.safetensors"
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    save_pretrained(timm.create_model("test_resnet", num_classes=3), out)
-    return out
 
 
 @pytest.fixture(scope="module")

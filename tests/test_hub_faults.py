@@ -18,11 +18,9 @@ import json
 from pathlib import Path
 
 import pytest
-import timm
 from hub_server import HubServer
 
 from consistentzoo.hub import HubAuthError, HubPushError, add_hub_parsers, push
-from consistentzoo.models import save_pretrained
 
 TOKEN = "hf_test_write"
 push_module = importlib.import_module("consistentzoo.hub.push")  # the package's `push` attribute is the function
@@ -32,14 +30,6 @@ push_module = importlib.import_module("consistentzoo.hub.push")  # the package's
 def hub():
     with HubServer() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny timm model's weights folder (1.5 MB; the architecture does not matter here)."""
-    out = tmp_path_factory.mktemp("tiny")
-    save_pretrained(timm.create_model("test_resnet", num_classes=3), out)
-    return out
 
 
 @pytest.fixture(autouse=True)

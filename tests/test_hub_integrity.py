@@ -17,25 +17,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-import timm
 import torch
 from hub_server import HubServer
 from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
 from consistentzoo.hub import InvalidWeightsError, pull, push
-from consistentzoo.models import WeightsIntegrityError, load_state_dict, save_pretrained
+from consistentzoo.models import WeightsIntegrityError, load_state_dict
 from consistentzoo.models.weights import sha256sum
 
 TOKEN = "hf_test_write"
 REPO = "zoo/integrity"
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    save_pretrained(timm.create_model("test_resnet", num_classes=3), out)
-    return out
 
 
 @pytest.fixture(scope="module")
