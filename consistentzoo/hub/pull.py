@@ -68,7 +68,7 @@ def pull(
                 repo_id, revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir, local_dir=local_dir
             )
         )
-        hashes = _recorded_hashes(folder) if offline else _hub_hashes(repo_id, revision, folder, endpoint, token)
+        hashes = _recorded_hashes(folder) if offline else _hub_hashes(repo_id, revision, endpoint, token)
     except transport_errors() as e:
         raise WeightsUnavailableError(
             f"could not get {repo_id}@{revision} from the Hub ({type(e).__name__}: {e}). Without a network, a "
@@ -77,6 +77,15 @@ def pull(
     except _hub_errors() as e:
         raise WeightsUnavailableError(f"could not get {repo_id}@{revision} from the Hub: {e}") from e
     where = f"{repo_id}@{revision}"
+    _verify_folder(folder, hashes, sha256, where)
+    if not offline:
+        _record(folder, repo_id, revision, endpoint, hashes)
+    _logger.info("pulled %s into %s (%d files verified)", where, folder, len(hashes))
+    return folder
+
+
+def _verify_folder(folder: Path, hashes: dict[str, str], sha256: str | None, where: str) -> None:
+    """Every file against its Hub hash, the weights against ``sha256`` too; files without a hash are named."""
     for name, expected in sorted(hashes.items()):
         _verify(folder / name, expected, f"{where}: {name}", "the hash the Hub reports for it")
     weights = folder / WEIGHTS_NAME
@@ -93,10 +102,6 @@ def pull(
     )  # fmt: skip
     if unverified:
         _logger.warning("%s: no hash to verify %s against (the Hub reported none)", where, ", ".join(unverified))
-    if not offline:
-        _record(folder, repo_id, revision, endpoint, hashes)
-    _logger.info("pulled %s into %s (%d files verified)", where, folder, len(hashes))
-    return folder
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
@@ -105,7 +110,7 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError, LocalEntryNotFoundError)
 
 
-def _hub_hashes(repo_id: str, commit: str, folder: Path, endpoint: str | None, token: str | None) -> dict[str, str]:
+def _hub_hashes(repo_id: str, commit: str, endpoint: str | None, token: str | None) -> dict[str, str]:
     """``{path: "sha256:<hex>" | "git-sha1:<hex>"}`` from the ETag the Hub answers for each file at ``commit``."""
     from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 
