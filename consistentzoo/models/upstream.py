@@ -47,7 +47,7 @@ from .errors import (
     WeightsIntegrityError,
     WeightsUnavailableError,
 )
-from .metadata import ZooWeights
+from .metadata import UpstreamSource, ZooWeights
 from .weights import WEIGHTS_NAME, save_pretrained, sha256sum
 
 _logger = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ def import_file(rec: ZooWeights, path: str | Path, *, check: bool = True) -> Pat
         return _install(rec, path, path.resolve().as_uri(), staging, check=check)
 
 
-def _source(rec: ZooWeights) -> Any:
+def _source(rec: ZooWeights) -> UpstreamSource:
+    """The tag's upstream release, or an error listing the tags that have one."""
     if rec.upstream is None:
         from .metadata import list_weights
 

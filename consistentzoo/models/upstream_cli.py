@@ -133,11 +133,12 @@ def publish(
     """
     from ..hub import push
     from .upstream import PROVENANCE_NAME, entry_dir, fetch, import_file
+    from .weights import CONFIG_NAME
 
     weights = import_file(rec, file, check=check) if file else fetch(rec, check=check)
     with tempfile.TemporaryDirectory(prefix="cz-publish-") as tmp:
         folder = Path(tmp)
-        for name in (weights.name, "config.json", PROVENANCE_NAME):
+        for name in (weights.name, CONFIG_NAME, PROVENANCE_NAME):
             shutil.copyfile(entry_dir(rec) / name, folder / name)
         metrics = None
         if eval_data:
