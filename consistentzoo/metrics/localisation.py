@@ -92,11 +92,15 @@ def _hits(masks: Tensor, ys: Tensor, xs: Tensor, tolerance: float) -> Tensor:
     Distances are Euclidean between pixel centres. Each column of the disk around a point is a vertical run
     of pixels, so one column-wise prefix sum answers "any mask pixel in this run" with two look-ups; that is
     ``2 (2r + 1)`` gathers per point instead of the ``~pi r^2`` of a full disk. (The prefix sum runs along
-    the rows' axis, which vectorises across the contiguous columns.)
+    the rows' axis, which vectorises across the contiguous columns.) With few points per image (the pointing
+    game's one) the prefix sum over the whole mask costs more than looking up every disk pixel, which is done then.
     """
     runs = _disk_half_widths(tolerance)
     r = max(abs(d) for d, _ in runs)
     b, h, w = masks.shape
+    disk = sum(2 * x + 1 for _, x in runs)
+    if ys.shape[1] * disk < (h + 2 * r + 1) * (w + 2 * r):
+        return _hits_direct(masks, ys, xs, runs)
     wp = w + 2 * r
     # flat offsets of each run's end (inclusive) and of the row before its start, relative to the point
     off_hi = torch.tensor([x * wp + d for d, x in runs], device=masks.device)
@@ -120,10 +124,36 @@ def _hits(masks: Tensor, ys: Tensor, xs: Tensor, tolerance: float) -> Tensor:
     return out
 
 
+def _hits_direct(masks: Tensor, ys: Tensor, xs: Tensor, runs: list[tuple[int, int]]) -> Tensor:
+    """:func:`_hits` by looking up every pixel of the disk (``runs`` of :func:`_disk_half_widths`) around a point."""
+    dx = torch.tensor([d for d, x in runs for _ in range(-x, x + 1)], device=masks.device)
+    dy = torch.tensor([e for _, x in runs for e in range(-x, x + 1)], device=masks.device)
+    h, w = masks.shape[1:]
+    yy, xx = ys.unsqueeze(-1) + dy, xs.unsqueeze(-1) + dx  # [B, P, disk]
+    inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    flat = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).flatten(1)
+    found = masks.flatten(1).gather(1, flat).view(yy.shape) & inside
+    return found.any(-1)
+
+
+def _first_argmax(maps: Tensor) -> Tensor:
+    """Flat index of each map's first maximum in row-major order (``argmax``), from vectorised max reductions.
+
+    A full ``argmax`` over ``H·W`` values is a scalar loop on the CPU; the row maxima are a vectorised reduction,
+    and the arg-max is then taken over the ``H`` row maxima and the one row that holds the first maximum.
+    """
+    b, _, w = maps.shape
+    row_max = maps.amax(2)  # [B, H]
+    row = row_max.argmax(1)  # first row reaching the maximum
+    col = maps[torch.arange(b, device=maps.device), row].argmax(1)  # first column of it in that row
+    return row * w + col
+
+
 def _skips(maps: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Scored-image mask and the skipped indices: all-zero maps first, then empty ground-truth masks."""
     zero_map = maps.flatten(1).amax(1) == 0
-    empty_mask = ~masks.flatten(1).any(1) & ~zero_map
+    # a byte-wise max is vectorised where Tensor.any over booleans is not (5-20x faster on the CPU)
+    empty_mask = (masks.flatten(1).view(torch.uint8).amax(1) == 0) & ~zero_map
     keep = ~(zero_map | empty_mask)
     return keep, {
         "zero_map": zero_map.nonzero().flatten(),
@@ -162,7 +192,7 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15.0) -> PerIm
     keep, skipped = _skips(maps, masks)
     index = keep.nonzero().flatten()
     w = maps.shape[2]
-    arg = maps.flatten(1).argmax(1)[index]
+    arg = _first_argmax(maps)[index]
     ys, xs = (arg // w).unsqueeze(1), (arg % w).unsqueeze(1)
     hits = _hits(masks if index.numel() == maps.shape[0] else masks[index], ys, xs, tolerance).squeeze(1)
     return PerImageResult(hits.to(maps.dtype), index, maps.shape[0], skipped)
@@ -204,15 +234,19 @@ def stochastic_pointing_game(
     index = keep.nonzero().flatten()
     w = maps.shape[2]
     chunks = []
-    for start in range(0, maps.shape[0], _HIT_CHUNK):
+    for start in range(0, maps.shape[0], _HIT_CHUNK):  # the draws per chunk of 16 fix the seeded sample
         sl = slice(start, start + _HIT_CHUNK)
-        m, g, k = maps[sl], masks[sl], keep[sl]
+        m, k = maps[sl], keep[sl]
         if not k.all():
-            m, g = m[k], g[k]
+            m = m[k]
         if m.shape[0]:
-            pts = torch.multinomial(m.flatten(1), n_samples, replacement=True, generator=gen)
-            chunks.append(_hits(g, pts // w, pts % w, tolerance).to(maps.dtype).mean(1))
-    values = torch.cat(chunks) if chunks else maps.new_zeros(0)
+            chunks.append(torch.multinomial(m.flatten(1), n_samples, replacement=True, generator=gen))
+    if not chunks:
+        return PerImageResult(maps.new_zeros(0), index, maps.shape[0], skipped)
+    pts = torch.cat(chunks)
+    # one call: its buffers are allocated once for all images
+    values = _hits(masks if index.numel() == maps.shape[0] else masks[index], pts // w, pts % w, tolerance)
+    values = values.to(maps.dtype).mean(1)
     return PerImageResult(values, index, maps.shape[0], skipped)
 
 
@@ -235,9 +269,13 @@ def content_heatmap(maps: Tensor, masks: Tensor) -> PerImageResult:
     keep, skipped = _skips(maps, masks)
     index = keep.nonzero().flatten()
     inside, total = [], []
-    for start in range(0, maps.shape[0], _HIT_CHUNK):  # chunks stay in cache; one big product would not
+    # chunks stay in cache, and one reused buffer keeps fresh pages (page faults) out of the loop
+    buf = maps.new_empty(min(maps.shape[0], _HIT_CHUNK), maps[0].numel())
+    zero = maps.new_zeros(())
+    for start in range(0, maps.shape[0], _HIT_CHUNK):
         m = maps[start : start + _HIT_CHUNK].flatten(1)
-        inside.append((m * masks[start : start + _HIT_CHUNK].flatten(1)).sum(1))
+        g = masks[start : start + _HIT_CHUNK].flatten(1)
+        inside.append(torch.where(g, m, zero, out=buf[: m.shape[0]]).sum(1))
         total.append(m.sum(1))
     # skipped rows (0 / 0) are dropped by the indexing, never returned
     values = (torch.cat(inside).double() / torch.cat(total).double())[index].to(maps.dtype)
