@@ -13,8 +13,8 @@ call and restores its mode afterwards, and runs under ``torch.inference_mode``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -122,24 +122,29 @@ def _probs(model: nn.Module, x: Tensor, targets: Tensor | None, batch_size: int)
 
 
 def _last_level_cache_bytes() -> int:
-    """Size of the CPU's last-level cache (L3, else L2) from ``sysconf``; 8 MiB where the system does not say."""
-    for name in ("SC_LEVEL3_CACHE_SIZE", "SC_LEVEL2_CACHE_SIZE"):
+    """Size of the CPU's last-level cache, from Linux's sysfs; 8 MiB where the system does not say."""
+    sizes = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
-            size = os.sysconf(name)
-        except (ValueError, OSError):
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
             continue
-        if size > 0:
-            return size
-    return 8 * 2**20
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes[level] = int(digits) * scale
+    return sizes[max(sizes)] if sizes else 8 * 2**20
 
 
 def perturbation_chunk(images: Tensor, batch_size: int) -> int:
-    """Perturbed images per forward pass: ``batch_size``, capped on the CPU so a chunk's input fills 1/4 of the cache.
+    """Perturbed images per forward pass: ``batch_size``, capped on the CPU so a chunk's input fills 1/8 of the cache.
 
     On a CPU a convolutional network's first feature maps are several times its input; chunks much larger than the
-    last-level cache stream every activation through main memory, and the forward pass slows down per image
-    (ResNet-18 at 224 px on 1 core: about 45 ms per image in chunks of 8-16, 60 ms in chunks of 64 —
-    ``benchmarks/metrics.py`` measures it). Other devices use ``batch_size`` as given.
+    last-level cache stream every activation through main memory, and the forward pass slows down per image, while
+    chunks of one or two images pay the per-call overhead. ResNet-18 on 1 core with a 32 MiB cache, ms per image:
+    224 px: 61 at batch 1, 47-49 at 4-13 (the cap: 6), 61 at 64; 128 px: 27 at 1, 15-16 at 8-64 (the cap: 21)
+    (``benchmarks/metrics.py`` prints the figure for its setting). Other devices use ``batch_size`` as given.
 
     Args:
         images: ``[B, C, H, W]`` (only its device, dtype and per-image size count).
@@ -148,7 +153,7 @@ def perturbation_chunk(images: Tensor, batch_size: int) -> int:
     if images.device.type != "cpu":
         return batch_size
     per_image = images[0].numel() * images.element_size()
-    return max(1, min(batch_size, _last_level_cache_bytes() // (4 * per_image)))
+    return max(1, min(batch_size, _last_level_cache_bytes() // (8 * per_image)))
 
 
 def auc(curves: Tensor) -> Tensor:
