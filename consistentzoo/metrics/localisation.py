@@ -92,35 +92,35 @@ def _hits(masks: Tensor, ys: Tensor, xs: Tensor, tolerance: float) -> Tensor:
     Distances are Euclidean between pixel centres. Each column of the disk around a point is a vertical run
     of pixels, so one column-wise prefix sum answers "any mask pixel in this run" with two look-ups; that is
     ``2 (2r + 1)`` gathers per point instead of the ``~pi r^2`` of a full disk. (The prefix sum runs along
-    the rows' axis, which vectorises across the contiguous columns.) With few points per image (the pointing
-    game's one) the prefix sum over the whole mask costs more than looking up every disk pixel, which is done then.
+    the rows' axis, which vectorises across the contiguous columns.) Runs are clipped to the image by clamping
+    their rows and dropping columns outside it, so the mask needs no padding. The sums are kept in ``uint8``:
+    they wrap around modulo 256, but a run's count (at most ``2r + 1 < 256`` pixels) survives the difference,
+    and a byte-wide prefix sum is faster than a wider one. With few points per image (the pointing game's
+    one) looking up every disk pixel costs less than the prefix sum over the whole mask, and is done then.
     """
     runs = _disk_half_widths(tolerance)
-    r = max(abs(d) for d, _ in runs)
     b, h, w = masks.shape
     disk = sum(2 * x + 1 for _, x in runs)
-    if ys.shape[1] * disk < (h + 2 * r + 1) * (w + 2 * r):
+    if ys.shape[1] * disk * 10 < h * w:  # a gather costs about ten prefix-sum steps
         return _hits_direct(masks, ys, xs, runs)
-    wp = w + 2 * r
-    # flat offsets of each run's end (inclusive) and of the row before its start, relative to the point
-    off_hi = torch.tensor([x * wp + d for d, x in runs], device=masks.device)
-    off_lo = torch.tensor([(-x - 1) * wp + d for d, x in runs], device=masks.device)
-    # counts never exceed the padded height, so int16 suffices for ordinary images
-    acc = torch.int16 if h + 2 * r + 1 < 2**15 else torch.int32
+    dx = torch.tensor([d for d, _ in runs], device=masks.device)
+    half = torch.tensor([x for _, x in runs], device=masks.device)
+    acc = torch.uint8 if 2 * int(half.max()) + 1 < 256 else torch.int32
     out = torch.empty(ys.shape, dtype=torch.bool, device=masks.device)
-    # buffers reused across chunks: one extra zero row on top for the prefix sum, r zeros on every side
-    padded = torch.zeros(min(b, _HIT_CHUNK), h + 2 * r + 1, wp, dtype=torch.uint8, device=masks.device)
-    cs = torch.empty(padded.shape, dtype=acc, device=masks.device)
+    # reused across chunks; row 0 stays zero, so rows a..b of a column hold cs[b + 1] - cs[a] mask pixels
+    cs = torch.zeros(min(b, _HIT_CHUNK), h + 1, w, dtype=acc, device=masks.device)
     for start in range(0, b, _HIT_CHUNK):
         sl = slice(start, start + _HIT_CHUNK)
         k = masks[sl].shape[0]
-        padded[:k, r + 1 : r + 1 + h, r : r + w] = masks[sl]
-        torch.cumsum(padded[:k], dim=1, dtype=acc, out=cs[:k])  # [i, j] = mask pixels in padded rows 0..i, column j
+        torch.cumsum(masks[sl].view(torch.uint8), dim=1, dtype=acc, out=cs[:k, 1:])
+        col = xs[sl].unsqueeze(-1) + dx  # [k, P, runs]
+        inside = (col >= 0) & (col < w)
+        col = col.clamp(0, w - 1)
+        y = ys[sl].unsqueeze(-1)
+        first, after = (y - half).clamp(0, h), (y + half + 1).clamp(0, h)
         flat = cs[:k].flatten(1)
-        base = ((ys[sl] + r + 1) * wp + xs[sl] + r).unsqueeze(-1)  # [k, P, 1] flat position of the point
-        hi, lo = (base + off_hi).flatten(1), (base + off_lo).flatten(1)
-        n = (flat.gather(1, hi) - flat.gather(1, lo)).view(*base.shape[:2], -1)
-        out[sl] = (n > 0).any(-1)
+        n = flat.gather(1, (after * w + col).flatten(1)) - flat.gather(1, (first * w + col).flatten(1))
+        out[sl] = ((n.view(col.shape) != 0) & inside).any(-1)
     return out
 
 
