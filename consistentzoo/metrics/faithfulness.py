@@ -2,7 +2,10 @@
 
 Insertion and deletion follow Petsiuk et al., "RISE: Randomized Input Sampling for Explanation of Black-box
 Models" (BMVC 2018) as the CGC authors ran it (blur kernel 11, sigma 5; 224 * 8 pixels per step at 224 px), but
-score every (image, step) pair in batched forward passes instead of one image and one step at a time.
+score the (image, step) pairs in batched forward passes instead of one image and one step at a time, each distinct
+perturbed image once. The forward passes are the whole cost: on a CPU a batch-1 pass costs little more per image than
+a batched one, so the gain over the per-image loop is small there (``benchmarks/metrics.py`` prints it beside the
+ceiling any batching could reach).
 Average drop / increase follow Chattopadhyay et al., "Grad-CAM++" (WACV 2018); average gain follows eq. 16 of
 Torres Figueroa et al., "A Learning Paradigm for Interpretable Gradients" (VISAPP 2024).
 
