@@ -175,12 +175,13 @@ def timed(fn: Callable[[], None], device: str) -> float:
     """Process CPU seconds of ``fn()`` on the CPU, wall seconds on CUDA (as the time ratios of the table)."""
     if device == "cuda":
         torch.cuda.synchronize()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        return time.perf_counter() - start
-    return time.process_time() - cpu_start
+    with PeakRSS():  # sampled as in measure(), so that the sampler's own CPU time is in both figures
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return wall if device == "cuda" else cpu
 
 
 def measure(step: Callable[[], torch.Tensor], opt: torch.optim.Optimizer, device: str) -> tuple[float, float, float]:
