@@ -6,11 +6,14 @@ on a map of any resolution. This module draws them as ``torchvision.transforms.R
 (the CGC convention: scale (0.08, 1), ratio (3/4, 4/3), drawn on the 224-px crop; flip with p = 0.5), stores the box
 *relative* to the source size, and replays it batched and differentiably.
 
-Replaying is one batched ``F.grid_sample`` at each crop's bilinear sample positions. For a box with integer pixel
-coordinates at the source resolution it equals the authors' per-sample
-``F.interpolate(x[..., i:i+h, j:j+w], size, mode="bilinear", align_corners=False)`` followed by ``flip(-1)``; at other
-resolutions the box is scaled and sampled at fractional coordinates with the same rule (sample points clamped to the
-box's first and last pixel centres). Images are resampled without antialiasing (the authors crop PIL images, which
+Replaying is separable bilinear resampling at each crop's sample positions: every output row blends two input rows,
+then every output column two columns, each a batched row gather (``index_select``) and a ``lerp`` — one pass over the
+batch with no Python loop over samples. For a box with integer pixel coordinates at the source resolution it equals
+the authors' per-sample ``F.interpolate(x[..., i:i+h, j:j+w], size, mode="bilinear", align_corners=False)`` followed by
+``flip(-1)``; at other resolutions the box is scaled and sampled at fractional coordinates with the same rule (sample
+points clamped to the box's first and last pixel centres). On the CPU it is faster than that per-sample loop forward +
+backward, and than one ``F.grid_sample`` (whose backward scatters every output point): ``benchmarks/objectives.py``
+measures all three. Images are resampled without antialiasing (the authors crop PIL images, which
 antialias when shrinking; pass views made by the data pipeline where that matters).
 """
 
@@ -21,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["CropFlipParams", "RandomResizedCropFlip", "draw_crop_flip", "replay"]
@@ -160,11 +162,29 @@ def _sample_positions(start: Tensor, length: Tensor, in_size: int, out_size: int
     return torch.minimum(pos, last).clamp(0.0, in_size - 1)
 
 
+def _lerp_rows(x: Tensor, positions: Tensor) -> Tensor:
+    """``[N, R, K] -> [N, P, K]``: row ``p`` of sample ``n`` is ``x[n]`` interpolated at row ``positions[n, p]``.
+
+    ``positions`` (float64, within ``[0, R - 1]``) picks rows ``⌊p⌋`` and ``min(⌊p⌋ + 1, R - 1)``, blended by the
+    fraction, as bilinear interpolation does along one axis. Both row gathers are one ``index_select`` over the batch.
+    """
+    n, r, k = x.shape
+    lo = positions.floor()
+    frac = (positions - lo).to(x.dtype).unsqueeze(-1)
+    lo = lo.long()
+    hi = (lo + 1).clamp(max=r - 1)
+    offset = torch.arange(n, device=x.device)[:, None] * r
+    flat = x.reshape(n * r, k)
+    a = flat.index_select(0, (lo + offset).flatten()).view(n, -1, k)
+    b = flat.index_select(0, (hi + offset).flatten()).view(n, -1, k)
+    return torch.lerp(a, b, frac)
+
+
 def replay(x: Tensor, params: CropFlipParams, size: tuple[int, int] | int | None = None) -> Tensor:
     """Apply the recorded crops and flips to a batch of images or maps, at the tensor's own resolution.
 
-    One ``F.grid_sample`` (bilinear) at the sample positions of each crop: O(B·C·h·w), batched, differentiable
-    with respect to ``x``.
+    Separable bilinear resampling at the sample positions of each crop (rows, then columns; see the module
+    docstring): O(B·C·h·(H + w)), batched, differentiable with respect to ``x``.
 
     Args:
         x: ``[B, C, H, W]`` images or ``[B, H, W]`` maps, any resolution; gradients flow through.
@@ -187,13 +207,14 @@ def replay(x: Tensor, params: CropFlipParams, size: tuple[int, int] | int | None
     rows = _sample_positions(boxes[:, 0], boxes[:, 2], in_h, size[0])
     cols = _sample_positions(boxes[:, 1], boxes[:, 3], in_w, size[1])
     cols = torch.where(params.flips.to(x.device)[:, None], cols.flip(1), cols)
-    # pixel index p → grid_sample's normalised coordinate with align_corners=False
-    gy = ((2 * rows + 1) / in_h - 1)[:, :, None].expand(-1, -1, size[1])
-    gx = ((2 * cols + 1) / in_w - 1)[:, None, :].expand(-1, size[0], -1)
     dtype = x.dtype if x.is_floating_point() else torch.float32
-    grid = torch.stack([gx, gy], dim=-1).to(dtype)
     images = x.to(dtype) if x.ndim == 4 else x.to(dtype)[:, None]
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    b, c = images.shape[:2]
+    if c > 1:  # one row of positions per (sample, channel)
+        rows, cols = rows.repeat_interleave(c, 0), cols.repeat_interleave(c, 0)
+    out = _lerp_rows(images.reshape(b * c, in_h, in_w), rows)  # [B·C, h, W]
+    out = _lerp_rows(out.transpose(1, 2), cols).transpose(1, 2)  # [B·C, h, w]
+    out = out.reshape(b, c, *size)
     return out if x.ndim == 4 else out[:, 0]
 
 

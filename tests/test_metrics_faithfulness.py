@@ -180,3 +180,84 @@ def test_bad_input_raises(kwargs, match):
     args = {"images": images, "maps": maps, **kwargs}
     with pytest.raises(ValueError, match=match):
         insertion_auc(_model(), **args)
+
+
+class _Counting(nn.Module):
+    """Wraps a model; records the batch size of every forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return self.model(x)
+
+
+def _curves_by_hand(model, images, maps, mode, substrate, step):
+    """Every point of the definition scored on its own image: the oracle for the batched path."""
+    b, c, h, w = images.shape
+    start, finish = (substrate, images) if mode == "insertion" else (images, substrate)
+    with torch.no_grad():
+        targets = model.eval()(images).softmax(-1).argmax(-1)
+        rows = []
+        for i in range(b):
+            order = maps[i].flatten().argsort(descending=True, stable=True)
+            pts = []
+            for k in range(-(-h * w // step) + 1):
+                x = start[i].flatten(1).clone()
+                top = order[: min(k * step, h * w)]
+                x[:, top] = finish[i].flatten(1)[:, top]
+                pts.append(model(x.view(1, c, h, w)).softmax(-1)[0, targets[i]])
+            rows.append(torch.stack(pts))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("mode", ["insertion", "deletion"])
+def test_each_distinct_image_is_scored_once(mode):
+    model = _Counting(_model())
+    images, maps = _data(3)
+    substrate = blur(images) if mode == "insertion" else torch.zeros_like(images)
+    curves = causal_curves(model, images, maps, mode, pixels_per_step=STEP, batch_size=5)
+    torch.testing.assert_close(curves, _curves_by_hand(model.model, images, maps, mode, substrate, STEP))
+    # 9 points per image, one of them the full image, which is scored once for the target
+    assert sum(model.batches) == 3 + 3 * 8 and max(model.batches) <= 5
+
+
+@pytest.mark.parametrize("mode", ["insertion", "deletion"])
+def test_steps_that_change_no_pixel_reuse_the_score(mode):
+    model = _Counting(_model())
+    images, maps = _data(2)
+    # the substrate differs from the image only at the pixels ranked 64..95: steps 0-2 show one image, 3-8 another
+    substrate = images.clone()
+    for i in range(2):
+        top = maps[i].flatten().argsort(descending=True)[64:96]
+        substrate[i].view(3, -1)[:, top] = -1.0
+    curves = causal_curves(model, images, maps, mode, substrate=substrate, pixels_per_step=STEP)
+    torch.testing.assert_close(curves, _curves_by_hand(model.model, images, maps, mode, substrate, STEP))
+    assert sum(model.batches) == 2 + 2  # the full images, then one perturbed image each
+    assert (curves[:, :3] == curves[:, :1]).all() and (curves[:, 3:] == curves[:, 3:4]).all()
+    # an image equal to its substrate is scored once in all
+    model.batches.clear()
+    flat = causal_curves(model, images, maps, mode, substrate=images, pixels_per_step=STEP)
+    assert sum(model.batches) == 2 and (flat == flat[:, :1]).all()
+
+
+def test_cpu_chunk_capped_by_the_cache(monkeypatch):
+    from consistentzoo.metrics import faithfulness
+
+    images, maps = _data(3)
+    per_image = images[0].numel() * images.element_size()
+    assert 1 <= faithfulness.perturbation_chunk(images, 64) <= 64
+    huge = torch.zeros(1, 1, 1, 1).expand(2, 3, 4096, 4096)  # 200 MB per image, no memory behind it
+    assert faithfulness.perturbation_chunk(huge, 64) == 1
+    assert faithfulness.perturbation_chunk(images.to("meta"), 64) == 64  # other devices: batch_size as given
+    expected = insertion_auc(_model(), images, maps, pixels_per_step=STEP)
+    monkeypatch.setattr(faithfulness, "_last_level_cache_bytes", lambda: 8 * per_image * 3)
+    assert faithfulness.perturbation_chunk(images, 64) == 3 and faithfulness.perturbation_chunk(images, 2) == 2
+    model = _Counting(_model())
+    torch.testing.assert_close(insertion_auc(model, images, maps, pixels_per_step=STEP), expected)
+    assert max(model.batches) == 3
+    monkeypatch.setattr(faithfulness, "_last_level_cache_bytes", lambda: 1)
+    assert faithfulness.perturbation_chunk(images, 64) == 1

@@ -205,3 +205,27 @@ def test_boxes_outside_image():
     clipped = boxes_to_mask(torch.tensor([[-2.0, 8.0, 5.0, 14.0]]), 10, 10, clip=True)
     assert clipped.sum() == 5 * 2 and clipped[8:, :5].all()
     assert not boxes_to_mask(torch.zeros(0, 4), 4, 4).any()
+
+
+def test_pointing_game_ties_and_both_hit_lookups_match_brute_force():
+    from consistentzoo.metrics.localisation import _hits
+
+    h = w = 40
+    # two equal maxima: the first in row-major order (row 5, far from the mask) is the point, not (30, 2)
+    maps = torch.full((1, h, w), 0.1)
+    maps[0, 5, 35] = maps[0, 30, 2] = 1.0
+    mask = _pixel_mask(h, w, [(30, 3)])[None]
+    assert pointing_game(maps, mask).values.tolist() == [0.0]
+    maps[0, 5, 35] = 0.5
+    assert pointing_game(maps, mask).values.tolist() == [1.0]
+    # per-point look-ups (few points) and the prefix-sum path (many points) against the Euclidean distance
+    g = torch.Generator().manual_seed(2)
+    masks = torch.rand(3, h, w, generator=g) > 0.997
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    for n_points in (1, 400):
+        ys, xs = torch.randint(0, h, (3, n_points), generator=g), torch.randint(0, w, (3, n_points), generator=g)
+        for tol in (1.0, 4.5, 15.0):
+            got = _hits(masks, ys, xs, tol)
+            for i in range(3):
+                d2 = (yy[masks[i]][None] - ys[i][:, None]) ** 2 + (xx[masks[i]][None] - xs[i][:, None]) ** 2
+                assert torch.equal(got[i], (d2 < tol * tol).any(1)), (n_points, tol, i)

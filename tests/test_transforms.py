@@ -84,3 +84,26 @@ def test_from_pixels_and_bad_input():
         CropFlipParams(torch.zeros(3), torch.zeros(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="scale"):
         draw_crop_flip(2, scale=(0.5, 0.1))
+
+
+@pytest.mark.parametrize("out_size", [(9, 13), (40, 30)])
+def test_replay_equals_grid_sample_at_the_crop_sample_points(out_size):
+    # torch's grid_sample as the oracle: bilinear at each box's sample points, clamped to its first and last pixel
+    # centres, flipped columns; fractional boxes (drawn on 224 px, replayed at 21x17) and several channels
+    params = draw_crop_flip(5, (224, 224), generator=_gen(4))
+    x = torch.randn(5, 3, 21, 17, generator=_gen(5), dtype=torch.float64)
+    h, w = x.shape[-2:]
+    boxes = params.pixel_boxes((h, w))
+    grids = []
+    for b in range(5):
+        top, left, bh, bw = boxes[b].tolist()
+        rows = top + ((torch.arange(out_size[0], dtype=torch.float64) + 0.5) * bh / out_size[0] - 0.5).clamp(min=0)
+        cols = left + ((torch.arange(out_size[1], dtype=torch.float64) + 0.5) * bw / out_size[1] - 0.5).clamp(min=0)
+        rows, cols = rows.clamp(max=max(top + bh - 1, top)), cols.clamp(max=max(left + bw - 1, left))
+        if params.flips[b]:
+            cols = cols.flip(0)
+        gy, gx = torch.meshgrid((2 * rows + 1) / h - 1, (2 * cols + 1) / w - 1, indexing="ij")
+        grids.append(torch.stack([gx, gy], -1))
+    expected = torch.nn.functional.grid_sample(x, torch.stack(grids), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(replay(x, params, out_size), expected)
+    torch.testing.assert_close(replay(x[:, 1], params, out_size), expected[:, 1])

@@ -92,38 +92,68 @@ def _hits(masks: Tensor, ys: Tensor, xs: Tensor, tolerance: float) -> Tensor:
     Distances are Euclidean between pixel centres. Each column of the disk around a point is a vertical run
     of pixels, so one column-wise prefix sum answers "any mask pixel in this run" with two look-ups; that is
     ``2 (2r + 1)`` gathers per point instead of the ``~pi r^2`` of a full disk. (The prefix sum runs along
-    the rows' axis, which vectorises across the contiguous columns.)
+    the rows' axis, which vectorises across the contiguous columns.) Runs are clipped to the image by clamping
+    their rows and dropping columns outside it, so the mask needs no padding. The sums are kept in ``uint8``:
+    they wrap around modulo 256, but a run's count (at most ``2r + 1 < 256`` pixels) survives the difference,
+    and a byte-wide prefix sum is faster than a wider one. With few points per image (the pointing game's
+    one) looking up every disk pixel costs less than the prefix sum over the whole mask, and is done then.
     """
     runs = _disk_half_widths(tolerance)
-    r = max(abs(d) for d, _ in runs)
     b, h, w = masks.shape
-    wp = w + 2 * r
-    # flat offsets of each run's end (inclusive) and of the row before its start, relative to the point
-    off_hi = torch.tensor([x * wp + d for d, x in runs], device=masks.device)
-    off_lo = torch.tensor([(-x - 1) * wp + d for d, x in runs], device=masks.device)
-    # counts never exceed the padded height, so int16 suffices for ordinary images
-    acc = torch.int16 if h + 2 * r + 1 < 2**15 else torch.int32
+    disk = sum(2 * x + 1 for _, x in runs)
+    if ys.shape[1] * disk * 10 < h * w:  # a gather costs about ten prefix-sum steps
+        return _hits_direct(masks, ys, xs, runs)
+    dx = torch.tensor([d for d, _ in runs], device=masks.device)
+    half = torch.tensor([x for _, x in runs], device=masks.device)
+    acc = torch.uint8 if 2 * int(half.max()) + 1 < 256 else torch.int32
     out = torch.empty(ys.shape, dtype=torch.bool, device=masks.device)
-    # buffers reused across chunks: one extra zero row on top for the prefix sum, r zeros on every side
-    padded = torch.zeros(min(b, _HIT_CHUNK), h + 2 * r + 1, wp, dtype=torch.uint8, device=masks.device)
-    cs = torch.empty(padded.shape, dtype=acc, device=masks.device)
+    # reused across chunks; row 0 stays zero, so rows a..b of a column hold cs[b + 1] - cs[a] mask pixels
+    cs = torch.zeros(min(b, _HIT_CHUNK), h + 1, w, dtype=acc, device=masks.device)
     for start in range(0, b, _HIT_CHUNK):
         sl = slice(start, start + _HIT_CHUNK)
         k = masks[sl].shape[0]
-        padded[:k, r + 1 : r + 1 + h, r : r + w] = masks[sl]
-        torch.cumsum(padded[:k], dim=1, dtype=acc, out=cs[:k])  # [i, j] = mask pixels in padded rows 0..i, column j
+        torch.cumsum(masks[sl].view(torch.uint8), dim=1, dtype=acc, out=cs[:k, 1:])
+        col = xs[sl].unsqueeze(-1) + dx  # [k, P, runs]
+        inside = (col >= 0) & (col < w)
+        col = col.clamp(0, w - 1)
+        y = ys[sl].unsqueeze(-1)
+        first, after = (y - half).clamp(0, h), (y + half + 1).clamp(0, h)
         flat = cs[:k].flatten(1)
-        base = ((ys[sl] + r + 1) * wp + xs[sl] + r).unsqueeze(-1)  # [k, P, 1] flat position of the point
-        hi, lo = (base + off_hi).flatten(1), (base + off_lo).flatten(1)
-        n = (flat.gather(1, hi) - flat.gather(1, lo)).view(*base.shape[:2], -1)
-        out[sl] = (n > 0).any(-1)
+        n = flat.gather(1, (after * w + col).flatten(1)) - flat.gather(1, (first * w + col).flatten(1))
+        out[sl] = ((n.view(col.shape) != 0) & inside).any(-1)
     return out
+
+
+def _hits_direct(masks: Tensor, ys: Tensor, xs: Tensor, runs: list[tuple[int, int]]) -> Tensor:
+    """:func:`_hits` by looking up every pixel of the disk (``runs`` of :func:`_disk_half_widths`) around a point."""
+    dx = torch.tensor([d for d, x in runs for _ in range(-x, x + 1)], device=masks.device)
+    dy = torch.tensor([e for _, x in runs for e in range(-x, x + 1)], device=masks.device)
+    h, w = masks.shape[1:]
+    yy, xx = ys.unsqueeze(-1) + dy, xs.unsqueeze(-1) + dx  # [B, P, disk]
+    inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    flat = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).flatten(1)
+    found = masks.flatten(1).gather(1, flat).view(yy.shape) & inside
+    return found.any(-1)
+
+
+def _first_argmax(maps: Tensor) -> Tensor:
+    """Flat index of each map's first maximum in row-major order (``argmax``), from vectorised max reductions.
+
+    A full ``argmax`` over ``H·W`` values is a scalar loop on the CPU; the row maxima are a vectorised reduction,
+    and the arg-max is then taken over the ``H`` row maxima and the one row that holds the first maximum.
+    """
+    b, _, w = maps.shape
+    row_max = maps.amax(2)  # [B, H]
+    row = row_max.argmax(1)  # first row reaching the maximum
+    col = maps[torch.arange(b, device=maps.device), row].argmax(1)  # first column of it in that row
+    return row * w + col
 
 
 def _skips(maps: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Scored-image mask and the skipped indices: all-zero maps first, then empty ground-truth masks."""
     zero_map = maps.flatten(1).amax(1) == 0
-    empty_mask = ~masks.flatten(1).any(1) & ~zero_map
+    # a byte-wise max is vectorised where Tensor.any over booleans is not (5-20x faster on the CPU)
+    empty_mask = (masks.flatten(1).view(torch.uint8).amax(1) == 0) & ~zero_map
     keep = ~(zero_map | empty_mask)
     return keep, {
         "zero_map": zero_map.nonzero().flatten(),
@@ -162,7 +192,7 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15.0) -> PerIm
     keep, skipped = _skips(maps, masks)
     index = keep.nonzero().flatten()
     w = maps.shape[2]
-    arg = maps.flatten(1).argmax(1)[index]
+    arg = _first_argmax(maps)[index]
     ys, xs = (arg // w).unsqueeze(1), (arg % w).unsqueeze(1)
     hits = _hits(masks if index.numel() == maps.shape[0] else masks[index], ys, xs, tolerance).squeeze(1)
     return PerImageResult(hits.to(maps.dtype), index, maps.shape[0], skipped)
@@ -204,15 +234,19 @@ def stochastic_pointing_game(
     index = keep.nonzero().flatten()
     w = maps.shape[2]
     chunks = []
-    for start in range(0, maps.shape[0], _HIT_CHUNK):
+    for start in range(0, maps.shape[0], _HIT_CHUNK):  # the draws per chunk of 16 fix the seeded sample
         sl = slice(start, start + _HIT_CHUNK)
-        m, g, k = maps[sl], masks[sl], keep[sl]
+        m, k = maps[sl], keep[sl]
         if not k.all():
-            m, g = m[k], g[k]
+            m = m[k]
         if m.shape[0]:
-            pts = torch.multinomial(m.flatten(1), n_samples, replacement=True, generator=gen)
-            chunks.append(_hits(g, pts // w, pts % w, tolerance).to(maps.dtype).mean(1))
-    values = torch.cat(chunks) if chunks else maps.new_zeros(0)
+            chunks.append(torch.multinomial(m.flatten(1), n_samples, replacement=True, generator=gen))
+    if not chunks:
+        return PerImageResult(maps.new_zeros(0), index, maps.shape[0], skipped)
+    pts = torch.cat(chunks)
+    # one call: its buffers are allocated once for all images
+    values = _hits(masks if index.numel() == maps.shape[0] else masks[index], pts // w, pts % w, tolerance)
+    values = values.to(maps.dtype).mean(1)
     return PerImageResult(values, index, maps.shape[0], skipped)
 
 
@@ -235,9 +269,13 @@ def content_heatmap(maps: Tensor, masks: Tensor) -> PerImageResult:
     keep, skipped = _skips(maps, masks)
     index = keep.nonzero().flatten()
     inside, total = [], []
-    for start in range(0, maps.shape[0], _HIT_CHUNK):  # chunks stay in cache; one big product would not
+    # chunks stay in cache, and one reused buffer keeps fresh pages (page faults) out of the loop
+    buf = maps.new_empty(min(maps.shape[0], _HIT_CHUNK), maps[0].numel())
+    zero = maps.new_zeros(())
+    for start in range(0, maps.shape[0], _HIT_CHUNK):
         m = maps[start : start + _HIT_CHUNK].flatten(1)
-        inside.append((m * masks[start : start + _HIT_CHUNK].flatten(1)).sum(1))
+        g = masks[start : start + _HIT_CHUNK].flatten(1)
+        inside.append(torch.where(g, m, zero, out=buf[: m.shape[0]]).sum(1))
         total.append(m.sum(1))
     # skipped rows (0 / 0) are dropped by the indexing, never returned
     values = (torch.cat(inside).double() / torch.cat(total).double())[index].to(maps.dtype)
