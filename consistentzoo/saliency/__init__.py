@@ -18,11 +18,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .base import CAMInputs, CAMMethod, Layer, SaliencyMethod, Targets, layer_candidates, resolve_layer, tap_layer
+from .base import (
+    CAMInputs,
+    CAMMethod,
+    Layer,
+    SaliencyMethod,
+    Targets,
+    layer_candidates,
+    model_state_kept,
+    resolve_layer,
+    tap_layer,
+)
 from .cam import GradCAM, GradCAMPlusPlus, HiResCAM, XGradCAM
 from .cmwp import ContrastiveMWP
 from .errors import (
     InvalidImagesError,
+    InvalidMapsError,
     InvalidTargetError,
     LayerNotFoundError,
     NoConvLayerError,
@@ -115,6 +126,7 @@ __all__ = [
     "GuidedBackprop",
     "HiResCAM",
     "InvalidImagesError",
+    "InvalidMapsError",
     "InvalidTargetError",
     "LayerNotFoundError",
     "NoConvLayerError",
@@ -130,6 +142,7 @@ __all__ = [
     "guided_gradients",
     "input_gradients",
     "layer_candidates",
+    "model_state_kept",
     "normalize_minmax",
     "normalize_sum",
     "overlay",
