@@ -268,6 +268,10 @@ def test_nan_maps_are_refused() -> None:
     maps[1, 0, 0] = float("nan")
     with pytest.raises(InvalidMapsError, match="NaN"):
         saliency.normalize_minmax(maps)
+    maps[1, 0, 0] = float("inf")
+    with pytest.raises(InvalidMapsError, match="infinite"):
+        saliency.normalize_minmax(maps)
+    maps[1, 0, 0] = float("nan")
     with pytest.raises(InvalidMapsError, match="NaN"):
         saliency.overlay(torch.rand(3, 8, 8), maps[1])
     assert issubclass(InvalidMapsError, ValueError)

@@ -264,12 +264,14 @@ class CAMInputs:
 class SaliencyMethod:
     """Base class of every saliency method: tensors in, maps ``[B, h, w]`` out.
 
-    Subclasses override :meth:`attribute`. Calling the method checks the images, runs :meth:`attribute` with
-    gradients enabled, applies the final ReLU (unless ``relu=False``) and detaches the result unless
-    ``create_graph=True``. An all-zero map is a valid result (nothing supports the target class); maps are never NaN.
+    Subclasses override :meth:`attribute`. Calling the method checks the images (finite ``[B, C, H, W]`` floats),
+    runs :meth:`attribute` with gradients enabled (gradient-free methods: under ``torch.no_grad()`` in eval mode)
+    and the model's state kept (:func:`model_state_kept`), applies the final ReLU (unless ``relu=False``) and detaches
+    the result unless ``create_graph=True``. An all-zero map is a valid result (nothing supports the target class);
+    maps are never NaN.
 
     Args:
-        model: the classifier (its train/eval mode is left as it is).
+        model: the classifier (left as it was: parameters, buffers, train/eval modes, hooks).
         layer: the target layer (see :func:`resolve_layer`); ignored by input-resolution methods.
         relu: apply the final ReLU. ``relu=False`` gives the signed map (the SSIM-consistency paper takes Grad-CAM
             without its final ReLU).

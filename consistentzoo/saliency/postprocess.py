@@ -21,13 +21,13 @@ def _check_maps(maps: Tensor) -> None:
         raise InvalidMapsError(f"maps must be a floating-point tensor [B, h, w], got {shape}")
 
 
-def _check_no_nan(maps: Tensor) -> None:
-    nan = torch.isnan(maps)
-    if nan.any():
-        bad = nan.flatten(1).any(1).nonzero().flatten().tolist()
+def _check_finite(maps: Tensor) -> None:
+    bad = ~torch.isfinite(maps)
+    if bad.any():
+        rows = bad.flatten(1).any(1).nonzero().flatten().tolist()
         raise InvalidMapsError(
-            f"maps contain NaN ({int(nan.sum())} values, in map(s) {bad[:10]}): a NaN map has no minimum or maximum; "
-            "find where the NaN comes from (non-finite images or weights) instead of normalising it"
+            f"maps contain NaN or infinite values ({int(bad.sum())}, in map(s) {rows[:10]}): such a map has no "
+            "finite minimum or maximum; find where they come from (non-finite images or weights) instead"
         )
 
 
@@ -81,10 +81,10 @@ def normalize_minmax(maps: Tensor, eps: float | None = None) -> Tensor:
         eps: added to the range; ``None``: ``1e-7``, or ``torch.finfo(maps.dtype).tiny`` where that is larger.
 
     Raises:
-        InvalidMapsError: a map contains NaN.
+        InvalidMapsError: a map contains NaN or inf.
     """
     _check_maps(maps)
-    _check_no_nan(maps)
+    _check_finite(maps)
     eps = _eps(maps.dtype, eps, 1e-7)
     wide = maps.to(_compute_dtype(maps))
     shifted = wide - wide.amin(dim=(1, 2), keepdim=True)
