@@ -2,10 +2,10 @@
 
 Prints, per method, maps/s for both libraries, their ratio (ours / pytorch-grad-cam) beside its target (issue 15:
 Score-CAM and FullGrad at least 2x) with met/missed and, when missed, why; the peak memory increase of each call
-(CPU: sampled process RSS; CUDA: ``max_memory_allocated``) and how many images went through the model's forward
-(Score-CAM and Ablation-CAM: one per masked copy). Random weights, a fixed seed, the same images and targets for both
-libraries. The gradient-free methods run on ``--perturbation-images`` images (one forward per channel per image).
-pytorch-grad-cam's tqdm progress bars are switched off (``TQDM_DISABLE``).
+(CPU: sampled process RSS; CUDA: ``max_memory_allocated``) and how many images went through the model's first
+convolution (full passes; Score-CAM: one per masked copy). Random weights, a fixed seed, the same images and targets
+for both libraries. The gradient-free methods run on ``--perturbation-images`` images (a pass per channel and
+image). pytorch-grad-cam's tqdm progress bars are switched off (``TQDM_DISABLE``).
 
 Usage::
 
@@ -86,17 +86,18 @@ class PeakMemory:
 
 
 class ForwardCount:
-    """Images that go through ``model.forward`` inside the ``with`` block (a pre-hook, removed on exit)."""
+    """Images that go through the model's first convolution inside the ``with`` block: full passes, whichever entry
+    point (``forward``, ``forward_features``) ran them (a forward pre-hook, removed on exit)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
+        self.stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
         self.images = 0
 
     def __enter__(self) -> ForwardCount:
         def count(_module: torch.nn.Module, inputs: tuple) -> None:
             self.images += inputs[0].shape[0]
 
-        self._handle = self.model.register_forward_pre_hook(count)
+        self._handle = self.stem.register_forward_pre_hook(count)
         return self
 
     def __exit__(self, *exc: object) -> None:
