@@ -411,9 +411,10 @@ class CAMMethod(SaliencyMethod):
 
     def cam(self, inputs: CAMInputs) -> Tensor:
         """The signed map ``Σ_k w_k A_k`` ``[B, h, w]``; override for maps that are not a weighted channel sum."""
-        weights = self.weights(inputs)
-        # a product and a sum rather than einsum: autocast would run einsum's matmul in half precision
-        return (weights[:, :, None, None] * inputs.activations).sum(dim=1)
+        weights, acts = self.weights(inputs), inputs.activations
+        if torch.is_autocast_enabled(acts.device.type):  # autocast would run einsum's matmul in half precision
+            return (weights[:, :, None, None] * acts).sum(dim=1)
+        return torch.einsum("bk,bkhw->bhw", weights, acts)
 
     def weights(self, inputs: CAMInputs) -> Tensor:
         """Channel weights ``[B, K]``."""
