@@ -247,7 +247,7 @@ def main() -> None:
         print(
             f"{method:<16}{n:>3}{ours['maps_per_s']:>12.2f}{ref['maps_per_s'] if ref else nan:>11.2f}{ratio:>7.2f}"
             f"{target:>7}{ours['peak_mib']:>9.0f}{ref['peak_mib'] if ref else nan:>8.0f}{ours['passes']:>12}"
-            f"{ref['passes'] if ref else '-':>11}  {short}"
+            f"{ref['passes'] if ref else '-':>11}  {short}".rstrip()
         )
         key = method.replace("+", "p")
         results.update(
