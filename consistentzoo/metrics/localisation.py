@@ -39,7 +39,8 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int, clip: bool = False) ->
         boxes: ``[N, 4]`` boxes, xyxy in pixels; ``N = 0`` gives an empty mask.
         height: Image height in pixels.
         width: Image width in pixels.
-        clip: Clip boxes that stick out of the image instead of raising.
+        clip: Clip boxes that stick out of the image instead of raising; a box with no pixel inside the image
+            covers nothing (an empty mask if it is the only box).
 
     Returns:
         Boolean mask ``[height, width]``.
@@ -62,6 +63,10 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int, clip: bool = False) ->
         raise ValueError(
             f"boxes {boxes[outside].tolist()} lie (partly) outside the {width}x{height} image; pass clip=True to clip"
         )
+    if clip:  # clamping a box that lies wholly outside would leave it one border pixel
+        c0, r0 = boxes[:, 0].floor(), boxes[:, 1].floor()
+        c1, r1 = torch.maximum(boxes[:, 2].ceil(), c0 + 1), torch.maximum(boxes[:, 3].ceil(), r0 + 1)
+        boxes = boxes[(c0 < width) & (r0 < height) & (c1 > 0) & (r1 > 0)]
     lim = torch.tensor([width, height, width, height], dtype=torch.float64)
     boxes = boxes.clamp(min=torch.zeros(4, dtype=torch.float64), max=lim)
     for x1, y1, x2, y2 in boxes.tolist():

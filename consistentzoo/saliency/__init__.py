@@ -18,11 +18,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .base import CAMInputs, CAMMethod, Layer, SaliencyMethod, Targets, layer_candidates, resolve_layer, tap_layer
+from .base import (
+    CAMInputs,
+    CAMMethod,
+    Layer,
+    SaliencyMethod,
+    Targets,
+    layer_candidates,
+    model_state_kept,
+    resolve_layer,
+    tap_layer,
+)
 from .cam import GradCAM, GradCAMPlusPlus, HiResCAM, XGradCAM
 from .cmwp import ContrastiveMWP
 from .errors import (
     InvalidImagesError,
+    InvalidMapsError,
     InvalidTargetError,
     LayerNotFoundError,
     NoConvLayerError,
@@ -86,8 +97,9 @@ def compute(
     Args:
         method: one of :data:`METHODS` (``gradcam``, ``hirescam``, ``gradcam++``, ``xgradcam``, ``scorecam``,
             ``ablationcam``, ``fullgrad``, ``gradient``, ``guided_backprop``, ``cmwp``).
-        model: the classifier; its train/eval mode is left as it is.
-        images: float ``[B, C, H, W]`` as the model expects them.
+        model: the classifier. It is left as it was (parameters, buffers, each module's train/eval mode, hooks);
+            gradient methods run it in the caller's mode, Score-CAM and Ablation-CAM in eval mode.
+        images: float ``[B, C, H, W]`` as the model expects them, finite (NaN/inf raise ``InvalidImagesError``).
         targets: one class per image (tensor ``[B]``, list, or one int), ``None`` for the predicted class, or a
             callable ``logits [B, N] -> scores [B]`` (gradient methods and gradient CAMs).
         layer: target layer for layer methods: ``None`` (``forward_features`` output for timm-style models, else the
@@ -97,7 +109,8 @@ def compute(
         **options: options of the method's class, e.g. ``relu=False`` for the signed map.
 
     Returns:
-        Maps ``[B, h, w]``, ReLU'd (unless ``relu=False``), unnormalised.
+        Maps ``[B, h, w]`` in the images' dtype, ReLU'd (unless ``relu=False``), unnormalised. Under
+        ``torch.inference_mode()`` the same maps as under ``torch.no_grad()``.
     """
     return get_method(method, model, layer=layer, **options)(images, targets, create_graph=create_graph)
 
@@ -115,6 +128,7 @@ __all__ = [
     "GuidedBackprop",
     "HiResCAM",
     "InvalidImagesError",
+    "InvalidMapsError",
     "InvalidTargetError",
     "LayerNotFoundError",
     "NoConvLayerError",
@@ -130,6 +144,7 @@ __all__ = [
     "guided_gradients",
     "input_gradients",
     "layer_candidates",
+    "model_state_kept",
     "normalize_minmax",
     "normalize_sum",
     "overlay",

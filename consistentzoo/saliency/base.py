@@ -11,12 +11,21 @@ The target layer defaults to the ``forward_features`` output of models with timm
 with no hooks, so it is differentiable and the model's train/eval mode is left as the caller set it. Other models
 need ``layer=`` (a module or its dotted name); without it the last ``nn.Conv2d`` is used. Hooks live only inside a
 context manager around one forward pass and are removed even when the model raises.
+
+Calling a method leaves the model as it was: its buffers are swapped for copies during the call (BatchNorm in train
+mode updates the copies, never the model's running statistics), each module's train/eval flag is restored, and no
+hook outlives the call. Gradient-free methods (Score-CAM, Ablation-CAM) run the model in eval mode and under
+``torch.no_grad()``: batch statistics would make a channel's weight depend on the other masked images it happens to
+share a batch with. Under ``torch.inference_mode()`` the gradient methods leave inference mode for the call (the maps
+equal those under ``torch.no_grad()``). The arithmetic after the model (weights, sums, normalisations) is done in at
+least float32, and the maps come back in the images' dtype, so half-precision models and ``torch.autocast`` give
+finite maps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
@@ -51,6 +60,52 @@ def check_images(images: Tensor) -> None:
         raise InvalidImagesError(
             f"images must be a floating-point tensor (normalised as the model expects), got {images.dtype}"
         )
+    finite = torch.isfinite(images)
+    if not finite.all():
+        bad = ~finite
+        rows = bad.flatten(1).any(1).nonzero().flatten().tolist()
+        where = ("image " if len(rows) == 1 else "images ") + ", ".join(map(str, rows[:10]))
+        raise InvalidImagesError(
+            f"images contain {int(bad.sum())} non-finite value(s) (NaN or inf) in {where}: every map of them would "
+            "be NaN; check the loading and normalisation of those images"
+        )
+
+
+def wide_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the arithmetic after the model is done in: at least float32 (fp16 sums overflow, small eps vanish)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+@contextmanager
+def model_state_kept(model: nn.Module, eval_mode: bool = False) -> Iterator[None]:
+    """Inside the block the model's buffers are copies and (``eval_mode``) every module is in eval mode; afterwards
+    the original buffer tensors, bit-identical, and each module's own train/eval flag are back.
+
+    In-place buffer updates (BatchNorm's running statistics and ``num_batches_tracked`` in train mode) go to the
+    copies. Swapping rather than restoring values keeps a graph built inside the block valid for a later backward.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    swapped: list[tuple[nn.Module, str, Tensor]] = []
+    copies: dict[int, Tensor] = {}  # a buffer shared by two modules stays shared
+    for module in model.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                swapped.append((module, name, buffer))
+                module._buffers[name] = copies.setdefault(id(buffer), buffer.clone())
+    try:
+        if eval_mode:
+            model.eval()
+        yield
+    finally:
+        for module, name, buffer in swapped:
+            module._buffers[name] = buffer
+        for module, training in modes:
+            module.training = training
+
+
+def _normal_tensor(value: object) -> object:
+    # tensors created under inference_mode cannot enter autograd; a clone made outside it can
+    return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
 
 
 def layer_candidates(model: nn.Module) -> list[str]:
@@ -148,7 +203,7 @@ def target_scores(targets: Targets, logits: Tensor) -> tuple[Tensor, Tensor | No
 
 
 @contextmanager
-def tap_layer(layer: nn.Module, replace: Tensor | None = None) -> Iterator[list[Tensor]]:
+def tap_layer(layer: nn.Module, replace: Tensor | None = None, requires_grad: bool = True) -> Iterator[list[Tensor]]:
     """Capture (or replace) the output of ``layer`` during the forward passes inside the ``with`` block.
 
     The captured tensor is the layer's output as the layer produced it: the model goes on with a clone, so an
@@ -158,6 +213,7 @@ def tap_layer(layer: nn.Module, replace: Tensor | None = None) -> Iterator[list[
     Args:
         layer: the module to tap.
         replace: if given, the model continues with this tensor instead of the layer's output.
+        requires_grad: make a captured output that does not require grad a leaf that does.
 
     Yields:
         The list the captured outputs are appended to, one per call of ``layer``.
@@ -169,7 +225,7 @@ def tap_layer(layer: nn.Module, replace: Tensor | None = None) -> Iterator[list[
             return replace
         if not isinstance(output, Tensor):
             raise NoConvLayerError(f"layer {type(module).__name__} returns {type(output).__name__}, not a tensor")
-        if not output.requires_grad:
+        if requires_grad and not output.requires_grad:
             output = output.detach().requires_grad_(True)
         captured.append(output)
         return output.clone()
@@ -208,12 +264,14 @@ class CAMInputs:
 class SaliencyMethod:
     """Base class of every saliency method: tensors in, maps ``[B, h, w]`` out.
 
-    Subclasses override :meth:`attribute`. Calling the method checks the images, runs :meth:`attribute` with
-    gradients enabled, applies the final ReLU (unless ``relu=False``) and detaches the result unless
-    ``create_graph=True``. An all-zero map is a valid result (nothing supports the target class); maps are never NaN.
+    Subclasses override :meth:`attribute`. Calling the method checks the images (finite ``[B, C, H, W]`` floats),
+    runs :meth:`attribute` with gradients enabled (gradient-free methods: under ``torch.no_grad()`` in eval mode)
+    and the model's state kept (:func:`model_state_kept`), applies the final ReLU (unless ``relu=False``) and detaches
+    the result unless ``create_graph=True``. An all-zero map is a valid result (nothing supports the target class);
+    maps are never NaN.
 
     Args:
-        model: the classifier (its train/eval mode is left as it is).
+        model: the classifier (left as it was: parameters, buffers, train/eval modes, hooks).
         layer: the target layer (see :func:`resolve_layer`); ignored by input-resolution methods.
         relu: apply the final ReLU. ``relu=False`` gives the signed map (the SSIM-consistency paper takes Grad-CAM
             without its final ReLU).
@@ -225,6 +283,8 @@ class SaliencyMethod:
     resolution: ClassVar[str] = "feature"
     #: Whether ``create_graph=True`` gives a map differentiable with respect to the model's parameters.
     differentiable: ClassVar[bool] = False
+    #: Whether the method needs autograd; gradient-free methods run under ``torch.no_grad()`` in eval mode.
+    needs_autograd: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, layer: Layer = None, relu: bool = True) -> None:
         self.model = model
@@ -241,16 +301,39 @@ class SaliencyMethod:
             create_graph: keep the graph so that a loss on the maps back-propagates into the model's parameters.
 
         Returns:
-            Unnormalised maps ``[B, h, w]``.
+            Unnormalised maps ``[B, h, w]`` in the images' dtype.
+
+        Raises:
+            InvalidImagesError: not a non-empty floating-point ``[B, C, H, W]`` tensor, or NaN/inf values.
+            UnsupportedModelError: a gradient method on a model created under ``torch.inference_mode()``.
         """
         check_images(images)
         if create_graph and not self.differentiable:
             differentiable = ", ".join(n for n, c in _registry().items() if c.differentiable)
             raise ValueError(f"{self.name} is not differentiable; create_graph=True works for: {differentiable}")
-        with torch.enable_grad():
-            maps = self.attribute(images, targets, create_graph)
-        if self.relu:
-            maps = F.relu(maps)
+        with ExitStack() as stack:
+            if self.needs_autograd:
+                if torch.is_inference_mode_enabled():  # leave it locally: the gradient methods need autograd
+                    stack.enter_context(torch.inference_mode(False))
+                    images, targets = _normal_tensor(images), _normal_tensor(targets)
+                stack.enter_context(torch.enable_grad())
+            else:
+                stack.enter_context(torch.no_grad())
+            stack.enter_context(model_state_kept(self.model, eval_mode=not self.needs_autograd))
+            try:
+                maps = self.attribute(images, targets, create_graph)
+            except RuntimeError as error:
+                if "Inference tensors" not in str(error):
+                    raise
+                raise UnsupportedModelError(
+                    f"{self.name} needs autograd, but the model's parameters or buffers were created under "
+                    "torch.inference_mode() (inference tensors cannot be used by autograd): create or load the model "
+                    "outside inference mode (torch.no_grad() is enough to save memory), or use a gradient-free "
+                    "method (scorecam, ablationcam)"
+                ) from error
+            if self.relu:
+                maps = F.relu(maps)
+            maps = maps.to(images.dtype)
         return maps if create_graph else maps.detach()
 
     def attribute(self, images: Tensor, targets: Targets, create_graph: bool) -> Tensor:
@@ -310,21 +393,28 @@ class CAMMethod(SaliencyMethod):
                 activations = activations.detach()
         else:
             activations, logits, scores = activations.detach(), logits.detach(), scores.detach()
+        wide = wide_dtype(activations.dtype)
+        rerun = run_from_layer or _no_rerun
+        if wide != activations.dtype:  # half precision or autocast: the weights in float32, reruns in the model's dtype
+            layer_dtype, narrow_rerun = activations.dtype, rerun
+            rerun = lambda a, rows: narrow_rerun(a.to(layer_dtype), rows)  # noqa: E731
         inputs = CAMInputs(
             images=images,
-            activations=activations,
-            gradients=gradients,
-            logits=logits,
-            scores=scores,
+            activations=activations.to(wide),
+            gradients=None if gradients is None else gradients.to(wide),
+            logits=logits.to(wide_dtype(logits.dtype)),
+            scores=scores.to(wide_dtype(scores.dtype)),
             targets=idx,
-            run_from_layer=run_from_layer or _no_rerun,
+            run_from_layer=rerun,
         )
         return self.cam(inputs), idx
 
     def cam(self, inputs: CAMInputs) -> Tensor:
         """The signed map ``Σ_k w_k A_k`` ``[B, h, w]``; override for maps that are not a weighted channel sum."""
-        weights = self.weights(inputs)
-        return torch.einsum("bk,bkhw->bhw", weights, inputs.activations)
+        weights, acts = self.weights(inputs), inputs.activations
+        if torch.is_autocast_enabled(acts.device.type):  # autocast would run einsum's matmul in half precision
+            return (weights[:, :, None, None] * acts).sum(dim=1)
+        return torch.einsum("bk,bkhw->bhw", weights, acts)
 
     def weights(self, inputs: CAMInputs) -> Tensor:
         """Channel weights ``[B, K]``."""
@@ -333,11 +423,11 @@ class CAMMethod(SaliencyMethod):
     def _forward(self, images: Tensor, layer: nn.Module | None) -> tuple[Tensor, Tensor]:
         if layer is None:
             activations = self.model.forward_features(images)
-            if isinstance(activations, Tensor) and not activations.requires_grad:
+            if isinstance(activations, Tensor) and self.uses_gradients and not activations.requires_grad:
                 activations = activations.detach().requires_grad_(True)
             _check_spatial(activations, "forward_features")
             return activations, self.model.forward_head(activations)
-        with tap_layer(layer) as captured:
+        with tap_layer(layer, requires_grad=self.uses_gradients) as captured:
             logits = self.model(images)
         if not captured:
             raise NoConvLayerError(f"the layer {type(layer).__name__} was not called in the model's forward pass")

@@ -40,6 +40,10 @@ class InvalidImagesError(ValueError):
     """Images that are not a non-empty floating-point ``[B, C, H, W]`` tensor."""
 
 
+class InvalidMapsError(ValueError):
+    """Maps that are not a floating-point ``[B, h, w]`` tensor, or that contain NaN."""
+
+
 class InvalidTargetError(ValueError):
     """Targets of the wrong length or type, or a class index outside ``[0, num_classes)``."""
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .base import Layer, SaliencyMethod, Targets, target_scores
+from .base import Layer, SaliencyMethod, Targets, target_scores, wide_dtype
 
 
 class FullGradients(NamedTuple):
@@ -127,7 +127,7 @@ class FullGrad(SaliencyMethod):
         self.normalise = normalise
 
     def _scale(self, t: Tensor) -> Tensor:
-        t = t.abs()
+        t = t.to(wide_dtype(t.dtype)).abs()
         dims = tuple(range(1, t.ndim)) if self.normalise == "sample" else tuple(range(2, t.ndim))
         t = t - t.amin(dim=dims, keepdim=True)
         return t / (t.amax(dim=dims, keepdim=True) + self.eps)
@@ -135,8 +135,15 @@ class FullGrad(SaliencyMethod):
     def attribute(self, images: Tensor, targets: Targets, create_graph: bool) -> Tensor:
         full = full_gradients(self.model, images, targets)
         saliency = self._scale(full.input_gradient * images).sum(dim=1)
+        # upsampling is linear and the same for every channel and layer: Σ_l Σ_c up(ψ(·)) = up(Σ_l Σ_c ψ(·)), so the
+        # scaled terms are summed at each grid size first and each grid is upsampled once (not B·C maps per layer)
+        grids: dict[tuple[int, int], Tensor] = {}
         for bias_grad in full.bias_gradients:
             if bias_grad.ndim == 4:
-                up = F.interpolate(self._scale(bias_grad), size=images.shape[-2:], mode="bilinear", align_corners=True)
-                saliency = saliency + up.sum(dim=1)
+                summed = self._scale(bias_grad).sum(dim=1)
+                key = tuple(summed.shape[-2:])
+                grids[key] = grids[key] + summed if key in grids else summed
+        for grid in grids.values():
+            up = F.interpolate(grid[:, None], size=images.shape[-2:], mode="bilinear", align_corners=True)
+            saliency = saliency + up[:, 0]
         return saliency

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .errors import InvalidMapsError
 from .postprocess import normalize_minmax, upsample
 
 
@@ -45,6 +46,9 @@ def overlay(
 
     Returns:
         An RGB PIL image of the image's size. An all-zero map gives the colormap's lowest colour everywhere.
+
+    Raises:
+        InvalidMapsError: the map is not ``[h, w]``/``[1, h, w]`` or has NaN or infinite values.
     """
     import matplotlib
 
@@ -58,7 +62,13 @@ def overlay(
     maps = saliency_map.detach().float().cpu()
     maps = maps[None] if maps.ndim == 2 else maps
     if maps.ndim != 3 or maps.shape[0] != 1:
-        raise ValueError(f"saliency_map must be [h, w] or [1, h, w], got {tuple(saliency_map.shape)}")
+        raise InvalidMapsError(f"saliency_map must be [h, w] or [1, h, w], got {tuple(saliency_map.shape)}")
+    finite = torch.isfinite(maps)
+    if not finite.all():
+        raise InvalidMapsError(
+            f"saliency_map has {int((~finite).sum())} NaN or infinite values of {maps.numel()}: there is nothing to "
+            "draw; find where they come from (non-finite images or weights)"
+        )
     scaled = normalize_minmax(upsample(maps, (base.height, base.width)))[0].clamp(0, 1).numpy()
     heat = (cmap(scaled)[..., :3] * 255).round().astype(np.uint8)
     return Image.blend(base, Image.fromarray(heat), alpha)

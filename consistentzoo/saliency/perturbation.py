@@ -1,14 +1,18 @@
 """Gradient-free CAMs: Score-CAM and Ablation-CAM, with the perturbed forward passes batched.
 
 Each image needs one forward pass per channel of the target layer. Both methods stack the (image, channel) pairs
-of the whole batch and run them ``batch_size`` at a time, under ``torch.no_grad()``. Ablation-CAM runs only the part
-of the model above the target layer (``forward_head`` for timm-style models). The model's train/eval mode is left as
-the caller set it: run them in eval mode unless batch statistics are wanted.
+of the whole batch and run them ``batch_size`` at a time, and run no pass that cannot change the map: a channel that
+is zero everywhere contributes ``w_k · 0`` whatever its weight, Score-CAM gives constant channels weight 0 (paper) or
+scores their shared all-zero mask once (``channel_softmax``), and channels whose masks are equal (``A_j = a A_k + c``
+with ``a > 0``) share one pass. Ablation-CAM runs only the part of the model above the target layer
+(``forward_head`` for timm-style models).
+
+Both run in eval mode under ``torch.no_grad()`` whatever the caller's mode (each module's mode is restored after the
+call): in train mode BatchNorm would normalise each masked image with the statistics of whichever other masked
+images share its batch, so the maps would depend on ``batch_size``, and it would update the running statistics.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,17 +22,47 @@ from .base import CAMInputs, CAMMethod, Layer
 from .errors import InvalidTargetError
 
 
-def _pairs(flat: Tensor, channels: int, chunk: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """(image index, channel index, flat index) chunks over the flat ``image * channels + channel`` indices."""
-    for start in range(0, len(flat), chunk):
-        rows = flat[start : start + chunk]
-        yield rows // channels, rows % channels, rows
-
-
 def _class_indices(inputs: CAMInputs, name: str) -> Tensor:
     if inputs.targets is None:
         raise InvalidTargetError(f"{name} needs class indices as targets (or None), not a callable")
     return inputs.targets
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (forward passes per batch), got {batch_size!r}")
+    return batch_size
+
+
+def _distinct_masks(acts: Tensor, run: Tensor) -> tuple[Tensor, Tensor]:
+    """The (image, channel) pairs to run, one per distinct mask, and for each pair of ``run`` its representative.
+
+    Two channels of one image have the same min-max scaled mask when their grids are equal after min-max scaling.
+
+    Args:
+        acts: ``[B, K, h, w]``.
+        run: boolean ``[B, K]``, the pairs that need a score.
+
+    Returns:
+        ``(rows, reps)``: flat ``image * K + channel`` indices to run, and for every ``True`` of ``run`` (in flat order)
+        the position of its representative in ``rows``.
+    """
+    batch, channels = acts.shape[:2]
+    flat = acts.flatten(2)
+    lo, hi = flat.amin(2, keepdim=True), flat.amax(2, keepdim=True)
+    scaled = (flat - lo) / (hi - lo).clamp_min(torch.finfo(flat.dtype).tiny)
+    rows, reps = [], []
+    for b in range(batch):
+        ks = run[b].nonzero().flatten()
+        if len(ks) == 0:
+            continue
+        unique, inverse = torch.unique(scaled[b, ks], dim=0, return_inverse=True)
+        first = torch.full((len(unique),), len(ks), dtype=torch.long, device=acts.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(len(ks), device=acts.device), "amin")
+        reps.append(inverse + sum(len(r) for r in rows))
+        rows.append(b * channels + ks[first])
+    empty = torch.zeros(0, dtype=torch.long, device=acts.device)
+    return (torch.cat(rows), torch.cat(reps)) if rows else (empty, empty)
 
 
 class ScoreCAM(CAMMethod):
@@ -57,6 +91,7 @@ class ScoreCAM(CAMMethod):
 
     name = "scorecam"
     uses_gradients = False
+    needs_autograd = False
     WEIGHTINGS = ("probability", "channel_softmax")
 
     def __init__(
@@ -71,7 +106,7 @@ class ScoreCAM(CAMMethod):
         if weighting not in self.WEIGHTINGS:
             raise ValueError(f"unknown Score-CAM weighting {weighting!r}; valid: {', '.join(self.WEIGHTINGS)}")
         self.weighting = weighting
-        self.batch_size = batch_size
+        self.batch_size = _check_batch_size(batch_size)
 
     @torch.no_grad()
     def weights(self, inputs: CAMInputs) -> Tensor:
@@ -79,24 +114,39 @@ class ScoreCAM(CAMMethod):
         images, acts = inputs.images, inputs.activations
         batch, channels = acts.shape[:2]
         paper = self.weighting == "probability"
-        scores = torch.zeros(batch * channels, dtype=acts.dtype, device=acts.device)
-        pairs = torch.arange(batch * channels, device=acts.device)
-        if paper:  # constant channels get weight 0 without a forward pass (as the official code skips them)
-            pairs = pairs[(acts.flatten(2).amax(2) > acts.flatten(2).amin(2)).flatten()]
-        for b, k, flat in _pairs(pairs, channels, self.batch_size):
-            masks = F.interpolate(acts[b, k][:, None], size=images.shape[-2:], mode="bilinear", align_corners=not paper)
-            lo = masks.amin(dim=(1, 2, 3), keepdim=True)
-            hi = masks.amax(dim=(1, 2, 3), keepdim=True)
-            span = (hi - lo).clamp_min(torch.finfo(masks.dtype).tiny) if paper else hi - lo + 1e-8
-            masks = (masks - lo) / span
-            logits = self.model(images[b] * masks)
-            if paper:
-                score = logits.softmax(dim=1).gather(1, targets[b][:, None]).squeeze(1)
-            else:
-                score = logits.gather(1, targets[b][:, None]).squeeze(1)
-            scores[flat] = score.to(scores.dtype)
-        scores = scores.view(batch, channels)
+        flat = acts.flatten(2)
+        constant = flat.amax(2) <= flat.amin(2)
+        scores = torch.zeros(batch, channels, dtype=acts.dtype, device=acts.device)
+        if paper:  # constant channels have weight 0 (the official code skips them): no pass
+            run = ~constant
+        else:  # a constant channel's mask is 0, the masked image all zero: one pass serves them all
+            run = torch.ones_like(constant)
+            if constant.any():
+                zero_logits = self.model(torch.zeros_like(images[:1])).to(acts.dtype)
+                scores = torch.where(constant, zero_logits[0, targets][:, None], scores)
+                run = ~constant
+        rows, reps = _distinct_masks(acts, run)
+        rep_scores = torch.empty(len(rows), dtype=acts.dtype, device=acts.device)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            b, k = chunk // channels, chunk % channels
+            rep_scores[start : start + len(chunk)] = self._masked_scores(images, acts[b, k], b, targets[b], paper)
+        scores[run] = rep_scores[reps]
         return scores if paper else scores.softmax(dim=1)
+
+    def _masked_scores(self, images: Tensor, channel_maps: Tensor, b: Tensor, targets: Tensor, paper: bool) -> Tensor:
+        """The target's score on ``images[b]`` masked by each map of ``channel_maps [n, h, w]``."""
+        masks = F.interpolate(channel_maps[:, None], size=images.shape[-2:], mode="bilinear", align_corners=not paper)
+        lo = masks.amin(dim=(1, 2, 3), keepdim=True)
+        hi = masks.amax(dim=(1, 2, 3), keepdim=True)
+        span = (hi - lo).clamp_min(torch.finfo(masks.dtype).tiny) if paper else hi - lo + 1e-8
+        masks = ((masks - lo) / span).to(images.dtype)
+        # channels-last input: the convolutions' fast path on CPU (~1.15x on ResNets); the values are unchanged
+        masked = (images[b] * masks).contiguous(memory_format=torch.channels_last)
+        logits = self.model(masked).to(channel_maps.dtype)
+        if paper:
+            return logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
+        return logits.gather(1, targets[:, None]).squeeze(1)
 
 
 class AblationCAM(CAMMethod):
@@ -108,9 +158,18 @@ class AblationCAM(CAMMethod):
 
     .. math:: w_k = \frac{s - s_{A_k = 0}}{s}, \qquad \mathrm{cam} = \mathrm{ReLU}\Big(\sum_k w_k A_k\Big)
 
-    All (image, channel) ablations of the batch run ``batch_size`` at a time through the model above the layer only.
-    The same as pytorch-grad-cam's ``AblationCAM`` on post-ReLU layers (it ablates with 0 when the activations'
-    minimum is 0, else with ``-1e7``).
+    All (image, channel) ablations of the batch run ``batch_size`` at a time through the model above the layer only;
+    channels that are zero everywhere are not run (their term ``w_k · 0`` is 0, their weight is left 0). The map
+    equals this definition, computed by zeroing channel ``k`` with a hook and rerunning the whole model, at any layer
+    (tests/test_saliency_faults.py).
+
+    Where it agrees with pytorch-grad-cam's ``AblationCAM`` (after its min-max scaling), as measured: to 4e-6 at the
+    outputs of ResNet-18's ``layer2``, ``layer3`` and ``layer4`` (random and Fashion-scenes weights) and at AlexNet's
+    ``features.11`` (a ReLU) — layers whose output has an exact 0 and is not modified in place afterwards. It differs
+    (i) where the layer's output has no exact 0 in the batch: pytorch-grad-cam then ablates with ``-1e7``, not 0; and
+    (ii) where an in-place op after the layer overwrites the activations it caches, e.g. a convolution followed by
+    ``ReLU(inplace=True)``: at AlexNet's ``features.10`` its min-max map differs from ours by 0.59, ours being the
+    definition at that layer's (pre-ReLU) output.
 
     Args:
         model: the classifier.
@@ -122,6 +181,7 @@ class AblationCAM(CAMMethod):
 
     name = "ablationcam"
     uses_gradients = False
+    needs_autograd = False
     eps: float = 1e-12
 
     def __init__(
@@ -134,19 +194,23 @@ class AblationCAM(CAMMethod):
     ) -> None:
         super().__init__(model, layer, relu)
         self.ablation_value = ablation_value
-        self.batch_size = batch_size
+        self.batch_size = _check_batch_size(batch_size)
 
     @torch.no_grad()
     def weights(self, inputs: CAMInputs) -> Tensor:
         targets = _class_indices(inputs, self.name)
         acts = inputs.activations
         batch, channels = acts.shape[:2]
-        ablated = torch.empty(batch * channels, dtype=inputs.scores.dtype, device=acts.device)
-        for b, k, flat in _pairs(torch.arange(batch * channels, device=acts.device), channels, self.batch_size):
+        # a channel that is zero everywhere adds w_k · 0 to the map whatever w_k is: its weight is left 0, no pass
+        rows = (acts.flatten(2) != 0).any(2).flatten().nonzero().flatten()
+        ablated = inputs.scores[:, None].repeat(1, channels).flatten()
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            b, k = chunk // channels, chunk % channels
             modified = acts[b].clone()
             modified[torch.arange(len(b), device=acts.device), k] = self.ablation_value
-            logits = inputs.run_from_layer(modified, b)
-            ablated[flat] = logits.gather(1, targets[b][:, None]).squeeze(1)
+            logits = inputs.run_from_layer(modified, b).to(acts.dtype)
+            ablated[chunk] = logits.gather(1, targets[b][:, None]).squeeze(1)
         score = inputs.scores[:, None]
         # the paper divides by the score itself; a zero score would give inf, so it is kept away from 0
         denominator = torch.where(score.abs() < self.eps, torch.full_like(score, self.eps), score)
