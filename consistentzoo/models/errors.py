@@ -25,3 +25,7 @@ class WeightsIntegrityError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not fit the requested model (architecture or number of classes)."""
+
+
+class WeightsConfigError(ValueError):
+    """A weights folder's ``config.json`` that is not valid JSON, or has a field of the wrong type or name."""
