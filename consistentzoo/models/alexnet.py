@@ -110,8 +110,8 @@ class AlexNet(nn.Module):
             self.global_pool = global_pool
         self.num_classes = num_classes
         ref = self.classifier[4].weight  # the new layer lives where the model lives (device, dtype)
-        fc = nn.Linear(self.head_hidden_size, num_classes, device=ref.device, dtype=ref.dtype)
-        self.classifier[6] = fc if num_classes > 0 else nn.Identity()
+        dd = {"device": ref.device, "dtype": ref.dtype}
+        self.classifier[6] = nn.Linear(self.head_hidden_size, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.classifier[6].train(self.training)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,15 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename: a crash never leaves a half file.
 
-    The temporary file is created with mode 0666 less the umask, as ``open()`` would create the final file
-    (``tempfile.mkstemp`` would make every output 0600).
+    The final file has mode 0666 less the umask, as ``open()`` would create it (``tempfile.mkstemp`` and
+    safetensors' writer make 0600 files).
     """
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 less the umask, without touching the process-wide umask
     try:
         write(str(tmp))
+        os.chmod(tmp, mode)  # writers that replace the file (safetensors) create it 0600
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -332,7 +335,10 @@ def check_state_dict(
     missing = [k for k in target if k not in state and k not in skip]
     unexpected = [k for k in state if k not in target and k not in skip]
     if missing or unexpected:
-        raise CheckpointMismatchError(f"{source} does not fit {_model_label(model)}: {_key_cause(missing, unexpected)}")
+        raise CheckpointMismatchError(
+            f"{source} does not fit {_model_label(model)}: {_key_cause(missing, unexpected)}"
+            f"{_architecture_hint(state, model)}"
+        )
     first = cfg.get("first_conv") or ()
     adapted = {f"{c}.weight" for c in ((first,) if isinstance(first, str) else first)}
     wrong = [k for k in state if k in target and k not in skip | adapted and state[k].shape != target[k].shape]

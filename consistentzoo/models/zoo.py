@@ -214,7 +214,9 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
             model_cls, name, pretrained=pretrained, pretrained_cfg=cfg, pretrained_filter_fn=check, **kwargs
         )
     except read_weights_errors() as e:
-        raise WeightsIntegrityError(f"{source}: not a readable safetensors file ({e}); delete it and fetch again") from e
+        raise WeightsIntegrityError(
+            f"{source}: not a readable safetensors file ({e}); delete it and fetch again"
+        ) from e
 
 
 def register_zoo_entrypoints(
