@@ -206,7 +206,8 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
                     f"{name} has no weight tags; consistentzoo.list_models('*', pretrained=True) lists the published "
                     f"ones and list_weights() every tag the papers report"
                 )
-            cfg["file"] = str(resolve_weights_file(rec))
+            # the record is the truth about its weights (timm's registered cfg is derived from it at import)
+            cfg.update(file=str(resolve_weights_file(rec)), num_classes=rec.num_classes)
         source = f"{source} ({cfg.get('file') or cfg.get('hf_hub_id') or cfg.get('url') or 'state_dict'})"
     check = functools.partial(check_state_dict, source=source, pretrained_cfg=cfg, reset_head=reset_head)
     try:
