@@ -62,13 +62,17 @@ def create_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any
         pretrained: ``True`` loads the tag's weights (repository, ``$CONSISTENTZOO_WEIGHTS`` or the Hub; sha256
             verified); a folder path loads ``config.json`` + ``model.safetensors`` written by a recipe or
             ``save_pretrained``.
-        **kwargs: timm model arguments (``num_classes``, ``global_pool``, ...). With weights, ``reset_head=True``
-            keeps a fresh classifier when ``num_classes`` differs from the weights'.
+        **kwargs: arguments of ``timm.create_model`` (``num_classes``, ``global_pool``, ``features_only``,
+            ``in_chans``, ``pretrained_cfg_overlay``, ``checkpoint_path``, ...): the weights are loaded by timm's own
+            pretrained loading. With weights, ``reset_head=True`` keeps a fresh classifier when ``num_classes``
+            differs from the weights' (without it that is an error).
 
     Raises:
         UnknownModelError: the name or tag is not registered (the message lists close matches).
         WeightsUnavailableError: weights not published, or the Hub cannot be reached.
         CheckpointMismatchError: the weights do not fit the requested model.
+        WeightsIntegrityError: a file that is corrupt, differs from its sha256, or holds non-finite values.
+        WeightsConfigError: a folder's ``config.json`` that is not valid JSON or has a bad field.
     """
     _check_name(name)
     if isinstance(pretrained, (str, Path)):

@@ -224,7 +224,10 @@ def folder_pretrained_cfg(name: str, folder: str | Path, cfg: dict[str, Any]) ->
     in_chans = cfg.get("model_args", {}).get("in_chans")
     if in_chans is not None:
         out["input_size"] = (in_chans, *out["input_size"][1:])
-    out.update(num_classes=cfg["num_classes"], file=str(Path(folder) / WEIGHTS_NAME), custom_load=False)
+    # the folder's weights are not the registered tag's (unless the name says so)
+    out.update(
+        num_classes=cfg["num_classes"], file=str(Path(folder) / WEIGHTS_NAME), custom_load=False, tag=tag or None
+    )
     return out
 
 
