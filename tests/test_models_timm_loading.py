@@ -338,3 +338,9 @@ def test_save_pretrained_writes_only_model_arguments(tmp_path) -> None:
     }
     assert get_weights(TAG).num_classes == 10
     consistentzoo.create_model("resnet18_cgc", pretrained=tmp_path)  # and it loads back
+
+
+def test_cifar_stem_feature_info_reports_the_real_reductions() -> None:
+    model = consistentzoo.create_model("resnet18_guided.cifar100", features_only=True)
+    x = torch.randn(1, 3, 32, 32)
+    assert [32 // r for r in model.feature_info.reduction()] == [f.shape[-1] for f in model(x)] == [32, 32, 16, 8, 4]

@@ -46,6 +46,8 @@ class ZooResNet(ResNet):
             dd = {"device": self.conv1.weight.device, "dtype": self.conv1.weight.dtype}
             self.conv1 = nn.Conv2d(self.conv1.in_channels, self.conv1.out_channels, 3, 1, 1, bias=False, **dd)
             self.maxpool = nn.Identity()
+            # the stem no longer divides by 4: every feature map is 4x larger than timm's ResNet says
+            self.feature_info = [dict(f, reduction=max(1, f["reduction"] // 4)) for f in self.feature_info]
 
     @property
     def zoo_architecture(self) -> str:
