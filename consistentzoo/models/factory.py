@@ -79,6 +79,8 @@ def create_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any
         return _from_folder(name, Path(pretrained), **kwargs)
     if name.partition(".")[0] not in zoo_model_names():
         kwargs.pop("reset_head", None)
+    else:  # our API refuses a class count other than the weights' unless asked; timm.create_model follows timm's
+        kwargs.setdefault("reset_head", False)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 

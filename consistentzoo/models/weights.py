@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,7 @@ def check_state_dict(
     *,
     source: str,
     pretrained_cfg: dict[str, Any] | None = None,
-    reset_head: bool = False,
+    reset_head: bool | None = False,
 ) -> dict[str, torch.Tensor]:
     """Check a state dict before timm loads it into ``model``; each fault is named with its cause.
 
@@ -297,7 +298,9 @@ def check_state_dict(
         model: the built model (before any ``features_only`` wrapping).
         source: where the weights came from (for messages).
         pretrained_cfg: the cfg the weights are loaded with (``num_classes``, ``classifier``, ``first_conv``).
-        reset_head: allow a model built with another (non-zero) ``num_classes`` than the weights'.
+        reset_head: a model built with another (non-zero) ``num_classes`` than the weights': False refuses it,
+            True lets timm drop the classifier, None (``timm.create_model``'s contract) lets timm drop it with a
+            warning.
 
     Returns:
         ``state``, unchanged.
@@ -330,10 +333,13 @@ def check_state_dict(
     model_classes = getattr(model, "num_classes", cfg_classes)
     resetting = cfg_classes is not None and model_classes != cfg_classes
     if resetting and model_classes and not reset_head:
-        raise CheckpointMismatchError(
+        message = (
             f"{source} has {cfg_classes} classes but the model was built with num_classes={model_classes}; pass "
             f"num_classes={cfg_classes}, or reset_head=True to load everything but the classifier"
         )
+        if reset_head is False:
+            raise CheckpointMismatchError(message)
+        warnings.warn(f"{message} (loading with a new, untrained classifier, as timm does)", stacklevel=2)
     skip = head_keys if resetting else set()
     missing = [k for k in target if k not in state and k not in skip]
     unexpected = [k for k in state if k not in target and k not in skip]

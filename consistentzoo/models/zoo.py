@@ -178,15 +178,16 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
         model_cls: the network class.
         name: zoo name (``resnet18_gmp_gc``) or base architecture (``alexnet``).
         pretrained: load weights.
-        **kwargs: model and timm builder arguments; ``reset_head=True`` keeps a fresh classifier when
-            ``num_classes`` differs from the weights' (without it that is an error).
+        **kwargs: model and timm builder arguments. ``reset_head`` decides a ``num_classes`` (non-zero) that
+            differs from the weights': False refuses it (``consistentzoo.create_model``'s default), True loads all
+            but the classifier, unset follows timm's contract (all but the classifier, with a warning).
     """
     from timm.models import build_model_with_cfg, get_pretrained_cfg, resolve_pretrained_cfg
 
     from .metadata import get_weights
     from .weights import check_state_dict, read_weights_errors, resolve_weights_file
 
-    reset_head = kwargs.pop("reset_head", False)
+    reset_head = kwargs.pop("reset_head", None)  # None: timm's contract (a new head, with a warning)
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     # a tag fixes architecture arguments such as the CIFAR stem: one named explicitly, or the name's default tag
