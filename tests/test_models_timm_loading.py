@@ -107,6 +107,12 @@ def test_overlay_file_replaces_the_tags_weights() -> None:
     assert not torch.equal(stock(FILE).fc.weight, expected.fc.weight)  # the two files differ
 
 
+def test_overlay_file_that_does_not_exist_is_named(tmp_path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(FileNotFoundError, match="nope.safetensors: the pretrained weights file does not exist"):
+        timm.create_model(TAG, pretrained=True, pretrained_cfg_overlay=dict(file=str(missing)))
+
+
 def test_checkpoint_path_loads_the_given_file() -> None:
     x = torch.randn(2, 3, 64, 64)
     expected = stock(OTHER)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -210,6 +211,8 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
             # the record is the truth about its weights (timm's registered cfg is derived from it at import)
             cfg.update(file=str(resolve_weights_file(rec)), num_classes=rec.num_classes)
         source = f"{source} ({cfg.get('file') or cfg.get('hf_hub_id') or cfg.get('url') or 'state_dict'})"
+        if cfg.get("file") and cfg.get("source") != "local-dir" and not os.path.isfile(cfg["file"]):
+            raise FileNotFoundError(f"{source}: the pretrained weights file does not exist")  # timm's has no text
     check = functools.partial(check_state_dict, source=source, pretrained_cfg=cfg, reset_head=reset_head)
     try:
         return build_model_with_cfg(
