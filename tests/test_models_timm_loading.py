@@ -109,7 +109,7 @@ def test_overlay_file_replaces_the_tags_weights() -> None:
 
 def test_overlay_file_that_does_not_exist_is_named(tmp_path) -> None:
     missing = tmp_path / "nope.safetensors"
-    with pytest.raises(FileNotFoundError, match="nope.safetensors: the pretrained weights file does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nope.safetensors\): the pretrained weights file does not exist"):
         timm.create_model(TAG, pretrained=True, pretrained_cfg_overlay=dict(file=str(missing)))
 
 
