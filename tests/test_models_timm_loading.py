@@ -243,6 +243,7 @@ def test_alexnet_fx_trace() -> None:
     traced = torch.fx.symbolic_trace(model)
     x = torch.randn(1, 3, 224, 224)
     torch.testing.assert_close(traced(x), model(x))
+    torch.testing.assert_close(torch.jit.script(traced)(x), model(x))  # FX code must script too (no str annotations)
     pre = create_feature_extractor(model, return_nodes={"classifier.5": "pre"})(x)["pre"]
     torch.testing.assert_close(pre, model.forward_head(model.forward_features(x), pre_logits=True))
 
