@@ -6,7 +6,6 @@ average pool to 6×6 sits between ``features`` and the classifier, so the model 
 max-pool): the layer both GC papers take Grad-CAM at.
 """
 
-
 # no ``from __future__ import annotations``: FX copies forward's annotations into the code it generates, and TorchScript
 # cannot read a string annotation there (test_model_forward_fx_torchscript of timm's suite)
 from typing import Any
