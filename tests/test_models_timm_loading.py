@@ -176,6 +176,15 @@ def test_num_classes_differing_from_the_tag(route) -> None:
     assert_same(headless, stock(num_classes=0), torch.randn(2, 3, 64, 64))
 
 
+def test_bare_names_keep_their_first_tag_as_default() -> None:
+    """A tag with a local file must not become the bare name's default (timm promotes the first tag with weights)."""
+    for name in consistentzoo.list_models():
+        first = list_weights(name)[0] if list_weights(name) else None
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert (cfg.tag, cfg.num_classes) == ((first.tag, first.num_classes) if first else (None, 1000)), name
+    assert consistentzoo.create_model("resnet18_ce").num_classes == 1000
+
+
 def test_list_pretrained_lists_the_tags_whose_weights_exist() -> None:
     present = sorted(w.name for w in list_weights() if w.local_dir and (REPO_ROOT / w.local_dir).is_dir())
     assert timm.list_pretrained("resnet18_*") == [n for n in present if n.startswith("resnet18_")]

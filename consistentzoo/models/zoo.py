@@ -157,7 +157,12 @@ def timm_default_cfgs(zoo_name_list: list[str], records: list[ZooWeights], base_
             cfgs[rec.name] = base_cfg(rec.model_args, **rec.timm_cfg(), file=str(local) if local else None)
         if not tagged:
             cfgs[name] = base_cfg({})
-    return generate_default_cfgs(cfgs)
+    out = generate_default_cfgs(cfgs)
+    for name in zoo_name_list:  # the first record stays the default tag (timm promotes the first tag with a file)
+        if tagged := [r.tag for r in records if r.zoo_name == name]:
+            out[name].tags.remove(tagged[0])
+            out[name].tags.appendleft(tagged[0])
+    return out
 
 
 # pretrained_cfg keys that name where weights come from: given in an overlay, they replace the tag's own file
