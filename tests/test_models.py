@@ -125,7 +125,7 @@ def test_alexnet_folder_loads_with_timm_local_dir(tmp_path) -> None:
 
 def test_num_classes_mismatch_is_named(saved) -> None:
     model, folder = saved
-    with pytest.raises(CheckpointMismatchError, match="3 classes but the model was built with 10"):
+    with pytest.raises(CheckpointMismatchError, match="3 classes but the model was built with num_classes=10"):
         consistentzoo.create_model("resnet18_gmp_gc", pretrained=folder, num_classes=10)
     fresh = consistentzoo.create_model("resnet18_gmp_gc", pretrained=folder, num_classes=10, reset_head=True)
     torch.testing.assert_close(fresh.conv1.weight, model.conv1.weight)

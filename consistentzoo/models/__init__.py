@@ -4,7 +4,13 @@ Importing this package registers ``{resnet18,resnet50}[_gmp]_{objective}`` and `
 """
 
 from . import alexnet, resnet  # noqa: F401  (registers the entry points with timm)
-from .errors import CheckpointMismatchError, UnknownModelError, WeightsIntegrityError, WeightsUnavailableError
+from .errors import (
+    CheckpointMismatchError,
+    UnknownModelError,
+    WeightsConfigError,
+    WeightsIntegrityError,
+    WeightsUnavailableError,
+)
 from .factory import create_model, list_models, zoo_model_names
 from .metadata import HubLocation, Paper, Reported, ZooWeights, get_weights, list_weights
 from .weights import load_state_dict, read_config, resolve_weights_file, save_pretrained
@@ -15,6 +21,7 @@ __all__ = [
     "Paper",
     "Reported",
     "UnknownModelError",
+    "WeightsConfigError",
     "WeightsIntegrityError",
     "WeightsUnavailableError",
     "ZooWeights",

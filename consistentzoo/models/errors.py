@@ -33,3 +33,7 @@ class UnsafeCheckpointError(WeightsIntegrityError):
 
 class BehaviourCheckError(WeightsIntegrityError):
     """Converted weights that do not recognise the check photos (wrong key mapping, normalisation or pooling)."""
+
+
+class WeightsConfigError(ValueError):
+    """A weights folder's ``config.json`` that is not valid JSON, or has a field of the wrong type or name."""

@@ -11,7 +11,7 @@ from torch import nn
 
 from .errors import CheckpointMismatchError, UnknownModelError
 from .metadata import list_weights
-from .weights import WEIGHTS_NAME, load_into, load_state_dict, read_config
+from .weights import CONFIG_NAME, WEIGHTS_NAME, folder_pretrained_cfg, read_config
 from .zoo import split_zoo_name
 
 
@@ -62,36 +62,41 @@ def create_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any
         pretrained: ``True`` loads the tag's weights (repository, ``$CONSISTENTZOO_WEIGHTS`` or the Hub; sha256
             verified); a folder path loads ``config.json`` + ``model.safetensors`` written by a recipe or
             ``save_pretrained``.
-        **kwargs: timm model arguments (``num_classes``, ``global_pool``, ...). With weights, ``reset_head=True``
-            keeps a fresh classifier when ``num_classes`` differs from the weights'.
+        **kwargs: arguments of ``timm.create_model`` (``num_classes``, ``global_pool``, ``features_only``,
+            ``in_chans``, ``pretrained_cfg_overlay``, ``checkpoint_path``, ...): the weights are loaded by timm's own
+            pretrained loading. With weights, ``reset_head=True`` keeps a fresh classifier when ``num_classes``
+            differs from the weights' (without it that is an error).
 
     Raises:
         UnknownModelError: the name or tag is not registered (the message lists close matches).
         WeightsUnavailableError: weights not published, or the Hub cannot be reached.
         CheckpointMismatchError: the weights do not fit the requested model.
+        WeightsIntegrityError: a file that is corrupt, differs from its sha256, or holds non-finite values.
+        WeightsConfigError: a folder's ``config.json`` that is not valid JSON or has a bad field.
     """
     _check_name(name)
     if isinstance(pretrained, (str, Path)):
         return _from_folder(name, Path(pretrained), **kwargs)
     if name.partition(".")[0] not in zoo_model_names():
         kwargs.pop("reset_head", None)
+    else:  # our API refuses a class count other than the weights' unless asked; timm.create_model follows timm's
+        kwargs.setdefault("reset_head", False)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
-def _from_folder(name: str, folder: Path, reset_head: bool = False, **kwargs: Any) -> nn.Module:
-    """Build ``name`` with the architecture arguments saved in ``folder`` and load its weights."""
+def _from_folder(name: str, folder: Path, **kwargs: Any) -> nn.Module:
+    """Build ``name`` with the architecture arguments saved in ``folder``; timm loads its weights as pretrained."""
     cfg = read_config(folder)
     base = name.partition(".")[0]
     saved_arch = cfg["architecture"]
     zoo = base in zoo_model_names()
     arch = split_zoo_name(base)[0] if zoo else base
     if (saved_arch.split("_")[0] if zoo else saved_arch) != arch:
-        raise CheckpointMismatchError(f"{folder} holds a {saved_arch} model; {name} is a {arch}")
+        raise CheckpointMismatchError(f"{folder} holds a {saved_arch} model (its {CONFIG_NAME}); {name} is a {arch}")
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{folder} has a {CONFIG_NAME} but no {WEIGHTS_NAME}")
     for key, value in cfg.get("model_args", {}).items():
         if key != "num_classes":
             kwargs.setdefault(key, value)
-    kwargs.setdefault("num_classes", cfg["num_classes"])
-    model = create_model(name, pretrained=False, **kwargs)
-    state = load_state_dict(folder / WEIGHTS_NAME)
-    load_into(model, state, source=str(folder), reset_head=reset_head)
-    return model
+    pretrained_cfg = folder_pretrained_cfg(name, folder, cfg)
+    return create_model(base, pretrained=True, pretrained_cfg=pretrained_cfg, **kwargs)

@@ -14,7 +14,15 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
 from .metadata import UpstreamSource, attach_upstream
-from .zoo import build_zoo_model, entrypoint_doc, make_weights, register_zoo_entrypoints, timm_default_cfgs, zoo_names
+from .zoo import (
+    MODEL_CLASSES,
+    build_zoo_model,
+    entrypoint_doc,
+    make_weights,
+    register_zoo_entrypoints,
+    timm_default_cfgs,
+    zoo_names,
+)
 
 _BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 
@@ -27,14 +35,20 @@ class ZooResNet(ResNet):
         **kwargs: timm ``ResNet`` arguments (``global_pool="max"`` for GMP).
     """
 
+    # properties TorchScript must not compile (they read the pretrained_cfg dict, which it cannot type)
+    __jit_unused_properties__ = ["zoo_architecture", "zoo_model_args"]
+
     def __init__(self, *, stem: str = "imagenet", **kwargs: Any):
-        super().__init__(**kwargs)
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        super().__init__(**kwargs)
         self.stem = stem
         if stem == "cifar":
-            self.conv1 = nn.Conv2d(self.conv1.in_channels, self.conv1.out_channels, 3, 1, 1, bias=False)
+            dd = {"device": self.conv1.weight.device, "dtype": self.conv1.weight.dtype}
+            self.conv1 = nn.Conv2d(self.conv1.in_channels, self.conv1.out_channels, 3, 1, 1, bias=False, **dd)
             self.maxpool = nn.Identity()
+            # the stem no longer divides by 4: every feature map is 4x larger than timm's ResNet says
+            self.feature_info = [dict(f, reduction=max(1, f["reduction"] // 4)) for f in self.feature_info]
 
     @property
     def zoo_architecture(self) -> str:
@@ -48,8 +62,14 @@ class ZooResNet(ResNet):
         return {} if self.stem == "imagenet" else {"stem": self.stem}
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier; ``global_pool=None`` keeps the current pooling (timm would reset it to avg)."""
-        super().reset_classifier(num_classes, global_pool=global_pool or self.global_pool.pool_type)
+        """Replace the classifier, as timm's ResNet does.
+
+        ``global_pool=None`` keeps the current pooling (GMP stays max; timm before 1.0.2x reset it to avg); ``""``
+        removes the pooling, so with ``num_classes=0`` the model returns the unpooled ``(B, C, h, w)`` features.
+        """
+        super().reset_classifier(
+            num_classes, global_pool=self.global_pool.pool_type if global_pool is None else global_pool
+        )
 
 
 def _create(name: str, pretrained: bool, **kwargs: Any) -> ZooResNet:
@@ -60,11 +80,13 @@ def _create(name: str, pretrained: bool, **kwargs: Any) -> ZooResNet:
     return build_zoo_model(ZooResNet, name, pretrained, block=block, layers=layers, **kwargs)
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
+def _cfg(model_args: dict[str, Any], input_size: tuple[int, int, int] = (3, 224, 224), **kwargs: Any) -> dict[str, Any]:
+    # the feature grid: ImageNet stem 1/32 of the input (each stride-2 step rounds up), CIFAR stem 1/8
+    stride = 8 if model_args.get("stem") == "cifar" else 32
     return {
         "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
+        "input_size": input_size,
+        "pool_size": tuple(-(-size // stride) for size in input_size[1:]),
         "crop_pct": 0.875,
         "interpolation": "bilinear",
         "first_conv": "conv1",
@@ -223,5 +245,6 @@ _WEIGHTS = attach_upstream(_WEIGHTS, _UPSTREAM)
 ZOO_NAMES = zoo_names("resnet18") + zoo_names("resnet50")
 
 
+MODEL_CLASSES.update(resnet18=ZooResNet, resnet50=ZooResNet)
 default_cfgs = timm_default_cfgs(ZOO_NAMES, _WEIGHTS, _cfg)
 register_zoo_entrypoints(globals(), ZOO_NAMES, _create, entrypoint_doc)

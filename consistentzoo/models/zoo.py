@@ -7,13 +7,15 @@ so ``resnet18_gc`` and ``resnet18_cgc`` build the same network and differ only i
 from __future__ import annotations
 
 import functools
+import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
 from timm.models import register_model
 from torch import nn
 
-from .errors import WeightsUnavailableError
+from .errors import WeightsIntegrityError, WeightsUnavailableError
 from .metadata import ARCHITECTURES, OBJECTIVES, ZooWeights, register_weights
 
 # dataset tag -> (name known to consistentzoo.data.load, number of classes)
@@ -58,6 +60,26 @@ def label_names(dataset_tag: str) -> tuple[str, ...] | None:
     if dataset_tag.startswith("in1k"):
         return _imagenet_labels()
     return {"coco": COCO_CATEGORIES, "fashion_scenes": FASHION_MNIST_CLASSES}.get(dataset_tag)
+
+
+# architecture -> the class that builds it (filled by the family modules); a saved config's model_args are checked
+# against its constructor's arguments
+MODEL_CLASSES: dict[str, type[nn.Module]] = {}
+
+
+@functools.cache
+def model_arg_names(arch: str) -> frozenset[str]:
+    """Keyword arguments of the class that builds ``arch`` (through ``**kwargs`` into its bases), less the ones the
+    zoo name fixes (``block``, ``layers``) and the runtime ones (``device``, ``dtype``)."""
+    names: set[str] = set()
+    for klass in MODEL_CLASSES[arch].__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return frozenset(names - {"block", "layers", "device", "dtype"})
 
 
 def split_zoo_name(name: str) -> tuple[str, bool, str]:
@@ -115,43 +137,65 @@ def make_weights(
 
 
 def timm_default_cfgs(zoo_name_list: list[str], records: list[ZooWeights], base_cfg: Callable[..., dict]) -> dict:
-    """timm ``default_cfgs`` for the given zoo names: one cfg per tag, and a weightless cfg for untagged names."""
+    """timm ``default_cfgs`` for the given zoo names: one cfg per tag, and a weightless cfg for untagged names.
+
+    ``base_cfg(model_args, **fields)`` is the family's cfg (it derives ``pool_size`` from the input size and the
+    architecture arguments). A tag whose weights lie on this machine (committed, or in ``$CONSISTENTZOO_WEIGHTS``)
+    carries their path as ``file``, so ``timm.list_pretrained()`` lists it; loading still goes through the verified
+    resolution of :func:`build_zoo_model`.
+    """
     from timm.models import generate_default_cfgs
+
+    from .weights import local_weights_file
 
     register_weights(records)
     cfgs: dict[str, dict] = {}
     for name in zoo_name_list:
         tagged = [r for r in records if r.zoo_name == name]
         for rec in tagged:
-            cfgs[rec.name] = base_cfg(**rec.timm_cfg())
+            local = local_weights_file(rec)
+            cfgs[rec.name] = base_cfg(rec.model_args, **rec.timm_cfg(), file=str(local) if local else None)
         if not tagged:
-            cfgs[name] = base_cfg()
-    return generate_default_cfgs(cfgs)
+            cfgs[name] = base_cfg({})
+    out = generate_default_cfgs(cfgs)
+    for name in zoo_name_list:  # the first record stays the default tag (timm promotes the first tag with a file)
+        if tagged := [r.tag for r in records if r.zoo_name == name]:
+            out[name].tags.remove(tagged[0])
+            out[name].tags.appendleft(tagged[0])
+    return out
+
+
+# pretrained_cfg keys that name where weights come from: given in an overlay, they replace the tag's own file
+_SOURCE_KEYS = ("file", "state_dict", "url", "hf_hub_id")
 
 
 def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
-    """The one build path of every zoo entry point.
+    """The one build path of every zoo entry point: timm's ``build_model_with_cfg`` with a verified weights file.
 
-    timm calls an entry point with ``pretrained_cfg`` = the tag string (``create_model("resnet18_gc.coco")``) or a
-    resolved cfg dict (``hf-hub:``/``local-dir:`` sources). Zoo tags load through
-    :func:`~consistentzoo.models.weights.resolve_weights_file` (sha256-verified safetensors); hub and local-dir
-    sources keep timm's own loader.
+    timm calls an entry point with ``pretrained_cfg`` = the tag string (``create_model("resnet18_gc.coco")``), None
+    (the name's default tag), or a resolved cfg dict (``hf-hub:``/``local-dir:`` sources, a weights folder). For a
+    tag, :func:`~consistentzoo.models.weights.resolve_weights_file` finds its sha256-verified safetensors file and the
+    file goes to timm as the pretrained source (``pretrained_cfg["file"]``), unless ``pretrained_cfg_overlay`` names
+    another source. timm then loads it as it loads its own weights, so ``features_only``, ``in_chans``,
+    ``num_classes`` and every other timm argument behave as in timm. Every state dict passes
+    :func:`~consistentzoo.models.weights.check_state_dict` first (finite values, dtypes, keys, class count).
 
     Args:
         model_cls: the network class.
         name: zoo name (``resnet18_gmp_gc``) or base architecture (``alexnet``).
         pretrained: load weights.
-        **kwargs: model arguments; ``reset_head=True`` keeps a fresh classifier when ``num_classes`` differs from
-            the weights'.
+        **kwargs: model and timm builder arguments. ``reset_head`` decides a ``num_classes`` (non-zero) that
+            differs from the weights': False refuses it (``consistentzoo.create_model``'s default), True loads all
+            but the classifier, unset follows timm's contract (all but the classifier, with a warning).
     """
-    from timm.models import build_model_with_cfg, get_pretrained_cfg
+    from timm.models import build_model_with_cfg, get_pretrained_cfg, resolve_pretrained_cfg
 
     from .metadata import get_weights
-    from .weights import load_into, load_state_dict, resolve_weights_file
+    from .weights import check_state_dict, read_weights_errors, resolve_weights_file
 
-    reset_head = kwargs.pop("reset_head", False)
-    kwargs.pop("cache_dir", None)
+    reset_head = kwargs.pop("reset_head", None)  # None: timm's contract (a new head, with a warning)
     pretrained_cfg = kwargs.pop("pretrained_cfg", None)
+    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     # a tag fixes architecture arguments such as the CIFAR stem: one named explicitly, or the name's default tag
     # when its weights are asked for; a bare name without weights is the plain architecture
     tag = pretrained_cfg if isinstance(pretrained_cfg, str) else None
@@ -160,19 +204,29 @@ def build_zoo_model(model_cls: type[nn.Module], name: str, pretrained: bool, **k
     rec = get_weights(f"{name}.{tag}") if tag else None
     for key, value in (rec.model_args if rec else {}).items():
         kwargs.setdefault(key, value)
-    zoo_weights = pretrained_cfg is None or isinstance(pretrained_cfg, str)
-    model = build_model_with_cfg(
-        model_cls, name, pretrained=pretrained and not zoo_weights, pretrained_cfg=pretrained_cfg, **kwargs
-    )
-    if pretrained and zoo_weights:
-        if rec is None:
-            raise WeightsUnavailableError(
-                f"{name} has no weight tags; consistentzoo.list_models('*', pretrained=True) lists the published "
-                f"ones and list_weights() every tag the papers report"
-            )
-        path = resolve_weights_file(rec)
-        load_into(model, load_state_dict(path), source=f"{rec.name} ({path})", reset_head=reset_head)
-    return model
+    cfg = resolve_pretrained_cfg(name, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay).to_dict()
+    source = name if rec is None else rec.name
+    if pretrained:
+        if not isinstance(pretrained_cfg, dict) and not any(overlay.get(k) for k in _SOURCE_KEYS):
+            if rec is None:
+                raise WeightsUnavailableError(
+                    f"{name} has no weight tags; consistentzoo.list_models('*', pretrained=True) lists the published "
+                    f"ones and list_weights() every tag the papers report"
+                )
+            # the record is the truth about its weights (timm's registered cfg is derived from it at import)
+            cfg.update(file=str(resolve_weights_file(rec)), num_classes=rec.num_classes)
+        source = f"{source} ({cfg.get('file') or cfg.get('hf_hub_id') or cfg.get('url') or 'state_dict'})"
+        if cfg.get("file") and cfg.get("source") != "local-dir" and not os.path.isfile(cfg["file"]):
+            raise FileNotFoundError(f"{source}: the pretrained weights file does not exist")  # timm's has no text
+    check = functools.partial(check_state_dict, source=source, pretrained_cfg=cfg, reset_head=reset_head)
+    try:
+        return build_model_with_cfg(
+            model_cls, name, pretrained=pretrained, pretrained_cfg=cfg, pretrained_filter_fn=check, **kwargs
+        )
+    except read_weights_errors() as e:
+        raise WeightsIntegrityError(
+            f"{source}: not a readable safetensors file ({e}); delete it and fetch again"
+        ) from e
 
 
 def register_zoo_entrypoints(
