@@ -28,7 +28,7 @@ from typing import Any
 
 from torch import nn
 
-from ..models.errors import UnknownModelError
+from ..models.errors import UnknownModelError, WeightsConfigError
 from ..models.metadata import HubLocation, ZooWeights, get_weights
 from ..models.weights import CONFIG_NAME, WEIGHTS_NAME, read_config, save_pretrained, sha256sum, transport_errors
 from .card import CARD_IMAGE_NAME, CARD_NAME, METRICS_NAME, build_card, check_png, read_json, record_from_config
@@ -240,7 +240,10 @@ def _push_folder(
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    cfg = read_config(folder)
+    try:
+        cfg = read_config(folder)
+    except WeightsConfigError as e:
+        raise InvalidWeightsError(f"{e}; nothing was uploaded") from e
     files = _collect(folder, metrics, training_config, image)
     model = validate_weights(folder, cfg)
     rec = _record_for(tag, cfg, sum(p.numel() for p in model.parameters()))

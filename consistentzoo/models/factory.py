@@ -11,7 +11,7 @@ from torch import nn
 
 from .errors import CheckpointMismatchError, UnknownModelError
 from .metadata import list_weights
-from .weights import CONFIG_NAME, WEIGHTS_NAME, folder_pretrained_cfg, read_config
+from .weights import CONFIG_NAME, WEIGHTS_NAME, folder_pretrained_cfg, load_state_dict, read_config
 from .zoo import split_zoo_name
 
 
@@ -95,6 +95,9 @@ def _from_folder(name: str, folder: Path, **kwargs: Any) -> nn.Module:
         raise CheckpointMismatchError(f"{folder} holds a {saved_arch} model (its {CONFIG_NAME}); {name} is a {arch}")
     if not (folder / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{folder} has a {CONFIG_NAME} but no {WEIGHTS_NAME}")
+    # timm reads the file itself; read it once through our checks first so that a truncated or non-finite file is a
+    # WeightsIntegrityError naming it, for stock timm architectures too (zoo ones also pass check_state_dict)
+    load_state_dict(folder / WEIGHTS_NAME)
     for key, value in cfg.get("model_args", {}).items():
         if key != "num_classes":
             kwargs.setdefault(key, value)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -737,9 +736,6 @@ def _write_outputs(
 
     with writing(out / "model.safetensors"):
         save_pretrained(model, out, zoo=weights_facts(cfg, names))
-    # save_pretrained writes through mkstemp (mode 0600); outputs follow the user's umask like every other file
-    for name in ("model.safetensors", "config.json"):
-        follow_umask(out / name)
     write_file(out / "metrics.json", json.dumps(metrics, indent=2, default=float).encode())
     write_file(out / "config.yaml", config_yaml(cfg).encode())
 
@@ -782,11 +778,3 @@ def weights_facts(cfg: TrainingConfig, names: list[str] | None) -> dict[str, Any
         "input_size": [3, cfg.data.image_size, cfg.data.image_size],
         "recipe_config": "config.yaml",
     }
-
-
-def follow_umask(path: Path) -> None:
-    """Give ``path`` the mode a file created by ``open()`` gets: 0o666 minus the process umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    if path.is_file():
-        path.chmod(0o666 & ~umask)
