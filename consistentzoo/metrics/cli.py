@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
-
-from torch import nn
 
 from .evaluate import METRICS, EvalConfig, resolve_metrics
 
@@ -149,40 +146,12 @@ def _pretrained(value: str) -> bool | str:
     return value
 
 
-def load_model(
-    name_or_folder: str, pretrained: bool | str = True, num_classes: int | None = None
-) -> tuple[nn.Module, str, str | None]:
-    """Build the model to evaluate.
-
-    Args:
-        name_or_folder: zoo name or tag, timm name, or a checkpoint folder.
-        pretrained: as :func:`consistentzoo.create_model` (ignored for a folder).
-        num_classes: classifier outputs, or None for the model's own.
-
-    Returns:
-        ``(model, name, tag)``: the name and tag the result rows carry (``resnet50_cgc``, ``in1k``).
-    """
-    import consistentzoo
-    from consistentzoo.models.weights import read_config
-
-    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
-    folder = Path(name_or_folder)
-    if folder.is_dir():
-        cfg = read_config(folder)
-        info = cfg.get("consistentzoo") or {}
-        name = info.get("zoo_name") or cfg["architecture"]
-        model = consistentzoo.create_model(name, pretrained=folder, **kwargs)
-        return model, name.partition(".")[0], info.get("tag")
-    model = consistentzoo.create_model(name_or_folder, pretrained=pretrained, **kwargs)
-    name, _, tag = name_or_folder.partition(".")
-    return model, name, tag or None
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     """Build the model and the dataset, evaluate, write the JSON and the markdown table; returns the exit status."""
     from accelerate import Accelerator
 
     from ..data import load
+    from ..models import load_model
     from ..saliency import METHODS, UnknownMethodError
     from .evaluate import config_dict, evaluate
     from .report import write_json, write_markdown

@@ -5,7 +5,7 @@ Importing this package registers ``{resnet18,resnet50}[_gmp]_{objective}`` and `
 
 from . import alexnet, resnet  # noqa: F401  (registers the entry points with timm)
 from .errors import CheckpointMismatchError, UnknownModelError, WeightsIntegrityError, WeightsUnavailableError
-from .factory import create_model, list_models, zoo_model_names
+from .factory import create_model, label_names, list_models, load_model, zoo_model_names
 from .metadata import HubLocation, Paper, Reported, ZooWeights, get_weights, list_weights
 from .weights import load_state_dict, read_config, resolve_weights_file, save_pretrained
 
@@ -20,8 +20,10 @@ __all__ = [
     "ZooWeights",
     "create_model",
     "get_weights",
+    "label_names",
     "list_models",
     "list_weights",
+    "load_model",
     "load_state_dict",
     "read_config",
     "resolve_weights_file",
