@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import COCO128 as COCO
+from real_data import missing
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 N_IMAGES = 8
 SIZE = 64
 # small inputs everywhere; batch 4 so that 8 images make two chunks (one per process in the two-process test)
@@ -40,7 +41,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def coco(cache: Path):
     """The first images of COCO128 in the common schema (with instance masks)."""
     if not (COCO / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"no COCO128 at {COCO}")
+        pytest.skip(missing("coco128"))
     pytest.importorskip("pycocotools")
     from consistentzoo.data import load
 
