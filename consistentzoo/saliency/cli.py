@@ -98,6 +98,12 @@ def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, str, bool]:
         model, name, tag = load_model(args.model, pretrained, args.num_classes)
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(f"{e} (`--random-weights` explains an untrained model instead)") from e
+    except OSError as e:  # a timm name whose weights cannot be downloaded here
+        if pretrained is not True:
+            raise
+        raise WeightsUnavailableError(
+            f"the weights of {args.model} could not be had ({e}); `--random-weights` explains an untrained model"
+        ) from e
     shown = str(args.model) if is_folder else ".".join(p for p in (name, tag) if p)
     if isinstance(pretrained, str) and not is_folder:
         shown = f"{shown} ({pretrained})"
