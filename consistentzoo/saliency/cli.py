@@ -99,7 +99,7 @@ def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, str, bool]:
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(f"{e} (`--random-weights` explains an untrained model instead)") from e
     except OSError as e:  # a timm name whose weights cannot be downloaded here
-        if pretrained is not True:
+        if pretrained is not True or is_folder:
             raise
         raise WeightsUnavailableError(
             f"the weights of {args.model} could not be had ({e}); `--random-weights` explains an untrained model"
