@@ -367,3 +367,20 @@ def test_warp_back_inverts_replay() -> None:
     box[8:24, 4:28] = True
     assert torch.equal(valid[0], box) and (back[0][~box] == 0).all()
     assert (back[0] - maps[0])[9:23, 5:27].abs().max() < 0.02  # resampling error only, away from the box edge
+
+
+def test_metrics_on_one_input_share_its_forward_pass(tiny, tiny_model, monkeypatch) -> None:
+    """top-1, the predicted class and the SSIM metric's maps of the untransformed input come from one forward pass per
+    chunk and input shape; only the crop + flip view needs a pass of its own. Values equal separate runs."""
+    from consistentzoo.metrics.evaluate import evaluate
+
+    cfg = _cfg(cls_crop=None)  # classification and SSIM inputs: the resized image, as localisation's
+    separate = evaluate(tiny_model, tiny, ["hirescam"], ["top1"], config=cfg)
+    separate += evaluate(tiny_model, tiny, ["hirescam"], ["ssim"], config=cfg)
+    calls = []
+    real = tiny_model.forward_features
+    monkeypatch.setattr(tiny_model, "forward_features", lambda x: calls.append(x.shape[0]) or real(x))
+    rows = evaluate(tiny_model, tiny, ["hirescam"], ["top1", "ssim"], config=cfg)
+    # 2 chunks of 4 images, each with two input shapes (the wide image): 2 x 2 shared passes + 2 x 2 transformed
+    assert len(calls) == 8 and sum(calls) == 2 * N_IMAGES
+    assert [(r["metric"], r["value"], r["n"]) for r in rows] == [(r["metric"], r["value"], r["n"]) for r in separate]
