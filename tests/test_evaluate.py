@@ -254,7 +254,7 @@ def test_report_writers_refuse_bad_rows(tmp_path: Path) -> None:
         markdown_table([row])
     with pytest.raises(ValueError, match="Out of range float"):
         write_json([{**row, "skipped": {}, "value": float("nan")}], tmp_path / "x.json")
-    assert "| m |  | d | s |  | top1 | 0.5000 |  | 2 | 0 |" in markdown_table([{**row, "skipped": {}}])
+    assert "| m | - | d | s |  | top1 | 0.5000 |  | 2 | 0 |" in markdown_table([{**row, "skipped": {}}])  # no tag: -
 
 
 # --- nqh and ssim on a tiny single-label dataset of noise images (no download) ---
