@@ -5,6 +5,7 @@ the training scenes and is unrelated to it in the test scenes (``consistentzoo.d
 lean on the context, and the explanation metrics say whether it does.
 
     python recipes/fashion_scenes.py                 # quick: CE then CGC (seed 0), a few minutes; prints the table
+    python recipes/fashion_scenes.py --smoke         # the same job in miniature (CI): a few steps, a few scenes
     python recipes/fashion_scenes.py --full          # every recipes/configs/*.fashion_scenes.yaml; CE/GC/CGC x 3 seeds
 
 Each stage skips work whose output already exists, so an interrupted run continues where it stopped.
@@ -17,8 +18,12 @@ import json
 import logging
 import math
 import os
+import resource
 import shutil
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
@@ -42,7 +47,7 @@ METRICS = ["top1", "pg", "spg", "ch", "nqh", "insertion", "deletion", "cgc", "ss
 # 128 px scenes: every protocol size is the training size; the papers' 15 px PG radius at 448 px scales to 4 px
 EVAL = EvalConfig(
     batch_size=32, loc_size=128, faith_size=128, cls_size=128, cls_crop=None, cgc_size=128, cgc_crop=128,
-    cgc_batch=32, nqh_size=128, tolerance=4.0, spg_seeds=3, progress=False,
+    cgc_batch=32, nqh_size=128, tolerance=4.0, spg_seeds=3,
 )  # fmt: skip
 FULL = {  # tag -> seeds; consistency models start from the CE model of the same architecture and seed
     "resnet18_ce": (0, 1, 2), "resnet18_gc": (0, 1, 2), "resnet18_cgc": (0, 1, 2),
@@ -50,6 +55,8 @@ FULL = {  # tag -> seeds; consistency models start from the CE model of the same
     "resnet18_gmp_ce": (0,), "resnet18_gmp_gc": (0,), "alexnet_ce": (0,), "alexnet_gc": (0,),
 }  # fmt: skip
 QUICK = {"resnet18_ce": (0,), "resnet18_cgc": (0,)}
+# (train scenes, test scenes generated; scenes the CE model trains on, the others a third; test scenes evaluated)
+SIZES = {"full": (12000, 2000, None, 400), "quick": (960, 96, 960, 96), "smoke": (96, 16, 96, 16)}
 HEADLINE = ("resnet18_ce", "resnet18_gc", "resnet18_cgc")  # the weights committed to the repository
 
 _logger = logging.getLogger("fashion_scenes")
@@ -57,17 +64,36 @@ _logger = logging.getLogger("fashion_scenes")
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the whole fashion_scenes zoo (about an hour on 2 cores)")
-    p.add_argument("--out", type=Path, default=None, help="runs folder (default runs/fashion_scenes[_quick])")
-    p.add_argument("--train-samples", type=int, default=None, help="scenes each model trains on (quick: 1600/480)")
-    p.add_argument("--eval-samples", type=int, default=None, help="test scenes evaluated (quick 200, full 400)")
-    p.add_argument("--scenes", type=int, nargs=2, default=(12000, 2000), metavar=("TRAIN", "TEST"),
-                   help="scenes generated per split (default 12000 2000)")  # fmt: skip
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the whole fashion_scenes zoo (about an hour on 2 cores)")
+    size.add_argument("--smoke", action="store_true", help="the quick job in miniature, seconds of training (CI)")
+    p.add_argument("--out", type=Path, default=None, help="runs folder (default runs/fashion_scenes[_quick|_smoke])")
+    p.add_argument("--train-samples", type=int, default=None,
+                   help="scenes the CE model trains on, a third of it the others (quick 960, smoke 96)")  # fmt: skip
+    p.add_argument("--eval-samples", type=int, default=None, help="test scenes evaluated (quick 96, full 400)")
+    p.add_argument("--scenes", type=int, nargs=2, default=None, metavar=("TRAIN", "TEST"),
+                   help="scenes generated per split (default: full 12000 2000, quick 960 96, smoke 96 16)")  # fmt: skip
     p.add_argument(
         "--cards", type=Path, default=None, help="model card folder (default: <out>/cards; --full: model_cards)"
     )
     p.add_argument("--publish", action="store_true", help="copy the headline seed-0 weights (fp16) to weights/<tag>/")
     return p.parse_args()
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, dict[str, float]]) -> Iterator[None]:
+    """Record the wall-clock and CPU seconds (this process and its finished workers) of one stage of the job."""
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    wall, used = time.perf_counter(), cpu()
+    yield
+    t = timings.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+    t["wall_s"] += time.perf_counter() - wall
+    t["cpu_s"] += cpu() - used
+    _logger.info("%s: %.0f s (%.0f CPU s)", name, t["wall_s"], t["cpu_s"])
 
 
 def scenes(split: str, n: int) -> datasets.Dataset:
@@ -183,42 +209,53 @@ def publish(folder: Path, zoo: str) -> str:
 
 def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    mode = "full" if args.full else "smoke" if args.smoke else "quick"
     plan = FULL if args.full else QUICK
-    out = args.out or REPO / "runs" / ("fashion_scenes" if args.full else "fashion_scenes_quick")
-    train_samples = args.train_samples or (None if args.full else 1600)
-    eval_samples = args.eval_samples or (400 if args.full else 200)
+    out = args.out or REPO / "runs" / ("fashion_scenes" if args.full else f"fashion_scenes_{mode}")
+    train_scenes, test_scenes, train_samples, eval_samples = SIZES[mode]
+    train_samples = args.train_samples or train_samples
+    eval_samples = args.eval_samples or eval_samples
+    train_scenes, test_scenes = args.scenes or (max(train_scenes, train_samples or 0), max(test_scenes, eval_samples))
     cards = args.cards or (REPO / "model_cards" if args.full else out / "cards")
     out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, dict[str, float]] = {}
 
     # Scenes first: every later stage reads the same cached Arrow files.
-    test = scenes("test", args.scenes[1]).select(range(eval_samples))
-    test_context = scenes("test_context", args.scenes[1]).select(range(eval_samples))
-    data.fashion_scenes.save_examples(out / "scenes.png", "train", per_class=3, source=SOURCE, size=128, upscale=1)
+    with stage("scenes", timings):
+        test = scenes("test", test_scenes).select(range(eval_samples))
+        test_context = scenes("test_context", test_scenes).select(range(eval_samples))
+        data.fashion_scenes.save_examples(out / "scenes.png", "train", per_class=3, source=SOURCE, size=128, upscale=1)
 
     # Train in plan order (CE before the models that start from it), then evaluate each run.
     results: dict[str, list[list[dict]]] = defaultdict(list)
     folders: dict[str, dict[int, Path]] = defaultdict(dict)
     for zoo, seeds in plan.items():
         for seed in seeds:
-            folders[zoo][seed] = train_one(zoo, seed, out, train_samples, args.scenes[0])
-            results[zoo].append(evaluate_one(zoo, folders[zoo][seed], test, test_context))
+            with stage(f"train {zoo} seed {seed}", timings):
+                folders[zoo][seed] = train_one(zoo, seed, out, train_samples, train_scenes)
+            with stage(f"evaluate {zoo} seed {seed}", timings):
+                results[zoo].append(evaluate_one(zoo, folders[zoo][seed], test, test_context))
 
     # Aggregate over seeds, draw the maps, write one card per tag from its seed-0 evaluation.
-    table = summarise(results)
-    (out / "results.json").write_text(json.dumps({"eval_samples": eval_samples, "rows": table}, indent=2))
-    text = markdown(table)
-    (out / "results.md").write_text(text)
-    overlay_grid(out / "gradcam_overlays.png", {z: f[0] for z, f in folders.items()}, test)
-    for zoo, f in folders.items():
-        baseline = zoo.rsplit("_", 1)[0] + "_ce"  # each card compares with the CE model it started from
-        pair = {m: folders[m][0] for m in dict.fromkeys((baseline, zoo)) if m in folders}
-        figure = overlay_grid(out / f"overlays_{zoo}.png", pair, test)
-        card = write_card(get_weights(run_name(zoo)), cards / run_name(zoo), f[0] / "eval.json", image=figure)
-        shutil.copy(f[0] / "eval.json", card.parent / "metrics.json")  # what the card's numbers were read from
+    with stage("figures and cards", timings):
+        table = summarise(results)
+        text = markdown(table)
+        (out / "results.md").write_text(text)
+        overlay_grid(out / "gradcam_overlays.png", {z: f[0] for z, f in folders.items()}, test)
+        for zoo, f in folders.items():
+            baseline = zoo.rsplit("_", 1)[0] + "_ce"  # each card compares with the CE model it started from
+            pair = {m: folders[m][0] for m in dict.fromkeys((baseline, zoo)) if m in folders}
+            figure = overlay_grid(out / f"overlays_{zoo}.png", pair, test)
+            card = write_card(get_weights(run_name(zoo)), cards / run_name(zoo), f[0] / "eval.json", image=figure)
+            shutil.copy(f[0] / "eval.json", card.parent / "metrics.json")  # what the card's numbers were read from
+    summary = {"mode": mode, "eval_samples": eval_samples, "rows": table, "timings": timings}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
     if args.publish:
         for zoo in HEADLINE:
             print(f"{run_name(zoo)}: sha256 {publish(folders[zoo][0], zoo)}")
     print(f"\nFashion-MNIST scenes, {eval_samples} test scenes, {METHOD} maps ({out}):\n\n{text}")
+    spent = ", ".join(f"{name} {t['wall_s']:.0f} s" for name, t in timings.items())
+    print(f"Wall time per stage (reused stages count ~0): {spent}.")
     print(
         "What this shows: how much each model's Grad-CAM sits on the item rather than on the background that "
         "predicted the class during training, after a few CPU-minutes of training. What it cannot show: anything "

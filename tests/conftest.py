@@ -9,7 +9,7 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from real_data import TEST_DATA as SHARED_DATA  # noqa: E402
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -21,9 +21,9 @@ def _seed() -> None:
 
 @pytest.fixture
 def shared_data() -> Path:
-    """``../shared/data`` beside the repository (CI clones with shared/ beside it)."""
+    """The real-photo data folder (see tests/real_data.py for what it holds and how to get it)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+        pytest.skip(f"real-photo data folder {SHARED_DATA} is absent; see tests/real_data.py for what it holds")
     return SHARED_DATA
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from real_data import COCO128, missing
 
 from consistentzoo.data import DataQualityWarning, load
-
-COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 
 
 @pytest.fixture(scope="module")
 def coco128(tmp_path_factory: pytest.TempPathFactory):
     if not COCO128.is_dir():
-        pytest.skip(f"real COCO128 data not found at {COCO128} (CI clones the repository with shared/ beside it)")
+        pytest.skip(missing("coco128"))
     from pycocotools.coco import COCO
 
     with warnings.catch_warnings(record=True) as rec:

@@ -160,6 +160,15 @@ def test_explain_size_bounded(tmp_path, capsys, size) -> None:
     _one_line_error(rc, err, f"--size {size}", "16..2048")
 
 
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_explain_num_classes_at_least_one(tmp_path, capsys, n) -> None:
+    """Issue 17: ``--num-classes 0`` explained class 485 of a 1000-class head (the pooled features)."""
+    photo = nat.image(tmp_path / "p.jpg", (40, 30))
+    rc, err = _explain(capsys, photo, tmp_path / "o.png", "--num-classes", n)
+    _one_line_error(rc, err, f"--num-classes {n}", "at least 1")
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_explain_input_pixels_bounded(tmp_path, capsys) -> None:
     # 20:1 is an allowed side ratio, but at --size 2048 the input would be 40960 x 2048 pixels.
     wide = nat.image(tmp_path / "wide.png", (400, 20), fmt="PNG")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import COCO128 as COCO
+from real_data import missing
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 N_IMAGES = 8
 SIZE = 64
 # small inputs everywhere; batch 4 so that 8 images make two chunks (one per process in the two-process test)
@@ -40,7 +41,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def coco(cache: Path):
     """The first images of COCO128 in the common schema (with instance masks)."""
     if not (COCO / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"no COCO128 at {COCO}")
+        pytest.skip(missing("coco128"))
     pytest.importorskip("pycocotools")
     from consistentzoo.data import load
 
@@ -104,7 +105,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, cache: Path, coco) -> None
     keys = {"model", "tag", "dataset", "split", "method", "metric", "value", "std", "n", "skipped"}
     for r in rows:
         assert set(r) == keys
-        assert (r["model"], r["tag"], r["dataset"], r["split"]) == ("resnet18_gc", "coco", "coco", "train2017")
+        assert (r["model"], r["tag"], r["dataset"], r["split"]) == ("resnet18_gc", None, "coco", "train2017")  # random
         assert isinstance(r["value"], float) and 0 <= r["value"] <= 1
     by = _by_key(rows)
     # localisation: one entry per (image, class) pair of the 8 images, each scored or skipped for a reason
@@ -253,7 +254,7 @@ def test_report_writers_refuse_bad_rows(tmp_path: Path) -> None:
         markdown_table([row])
     with pytest.raises(ValueError, match="Out of range float"):
         write_json([{**row, "skipped": {}, "value": float("nan")}], tmp_path / "x.json")
-    assert "| m |  | d | s |  | top1 | 0.5000 |  | 2 | 0 |" in markdown_table([{**row, "skipped": {}}])
+    assert "| m | - | d | s |  | top1 | 0.5000 |  | 2 | 0 |" in markdown_table([{**row, "skipped": {}}])  # no tag: -
 
 
 # --- nqh and ssim on a tiny single-label dataset of noise images (no download) ---
@@ -366,3 +367,20 @@ def test_warp_back_inverts_replay() -> None:
     box[8:24, 4:28] = True
     assert torch.equal(valid[0], box) and (back[0][~box] == 0).all()
     assert (back[0] - maps[0])[9:23, 5:27].abs().max() < 0.02  # resampling error only, away from the box edge
+
+
+def test_metrics_on_one_input_share_its_forward_pass(tiny, tiny_model, monkeypatch) -> None:
+    """top-1, the predicted class and the SSIM metric's maps of the untransformed input come from one forward pass per
+    chunk and input shape; only the crop + flip view needs a pass of its own. Values equal separate runs."""
+    from consistentzoo.metrics.evaluate import evaluate
+
+    cfg = _cfg(cls_crop=None)  # classification and SSIM inputs: the resized image, as localisation's
+    separate = evaluate(tiny_model, tiny, ["hirescam"], ["top1"], config=cfg)
+    separate += evaluate(tiny_model, tiny, ["hirescam"], ["ssim"], config=cfg)
+    calls = []
+    real = tiny_model.forward_features
+    monkeypatch.setattr(tiny_model, "forward_features", lambda x: calls.append(x.shape[0]) or real(x))
+    rows = evaluate(tiny_model, tiny, ["hirescam"], ["top1", "ssim"], config=cfg)
+    # 2 chunks of 4 images, each with two input shapes (the wide image): 2 x 2 shared passes + 2 x 2 transformed
+    assert len(calls) == 8 and sum(calls) == 2 * N_IMAGES
+    assert [(r["metric"], r["value"], r["n"]) for r in rows] == [(r["metric"], r["value"], r["n"]) for r in separate]

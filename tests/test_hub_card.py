@@ -42,7 +42,7 @@ def test_card_front_matter_and_body_come_from_metadata_and_metrics(tmp_path: Pat
     assert data.library_name == "timm" and data.license == REC.license and data.datasets == [REC.dataset]
     assert {"timm", "objective-gc", "grad-cam"} <= set(data.tags)
     results = {r.metric_type: r for r in data.eval_results}
-    assert set(results) == {"top1", "pg", "ch_egradcam"}  # the other model's row is not this card's
+    assert set(results) == {"top1", "pg", "ch_hirescam"}  # the other model's row is not this card's
     assert results["top1"].metric_value == 66.5 and results["top1"].dataset_split == "validation"
     assert results["pg"].metric_name == "pointing game"
     text = card.text
@@ -81,7 +81,7 @@ def test_card_without_measurements_and_without_paper_numbers() -> None:
 
 def test_metric_keys_line_up_with_the_papers_keys() -> None:
     assert metric_key("pointing_game", "gradcam") == "pg"
-    assert metric_key("content_heatmap", "hirescam") == "ch_egradcam"
+    assert metric_key("content_heatmap", "hirescam") == "ch_hirescam"
     assert metric_key("insertion_auc", "gradcam++") == "insertion_auc_gradcampp"
     assert metric_key("top1", "gradcam") == "top1"
     reported = {r.metric for rec in [REC] for r in rec.reported}

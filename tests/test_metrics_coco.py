@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from real_data import COCO128 as COCO
+from real_data import missing
 
 from consistentzoo.metrics import content_heatmap, pointing_game, stochastic_pointing_game
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 ANN = COCO / "annotations" / "instances_train2017.json"
 N_IMAGES = 12
 
 pytestmark = [
-    pytest.mark.skipif(not ANN.is_file(), reason=f"COCO128 sample not found at {COCO}"),
+    pytest.mark.skipif(not ANN.is_file(), reason=missing("coco128")),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),  # numpy 2 copy keyword, harmless
 ]
 

@@ -203,7 +203,9 @@ def test_cli_list_and_info(capsys) -> None:
     from consistentzoo.cli import main
 
     assert main(["list", "alexnet_*"]) == 0
-    assert capsys.readouterr().out.split() == [f"alexnet_{o}" for o in ("ce", "cgc", "gc", "guided", "ssim")]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [f"alexnet_{o}" for o in ("ce", "cgc", "gc", "guided", "ssim")]
+    assert all(line.endswith("no weights yet") for line in lines)
     assert main(["info", "resnet18_gmp_gc.coco"]) == 0
     out = capsys.readouterr().out
     assert "recipes/configs/resnet18_gmp_gc.coco.yaml" in out and "global_pool" in out

@@ -26,12 +26,17 @@ def _recipe():
 
 def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     recipe = _recipe()
-    argv = ["fashion_scenes.py", "--out", str(tmp_path), "--scenes", "128", "64", "--train-samples", "96"]
-    monkeypatch.setattr(sys, "argv", argv + ["--eval-samples", "16", "--cards", str(tmp_path / "cards")])
+    # the README's main job in its CI form (--smoke), as CI runs it
+    monkeypatch.setattr(sys, "argv", ["fashion_scenes.py", "--smoke", "--out", str(tmp_path)])
     recipe.main(recipe.parse_args())
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "| metric (split) | resnet18_ce | resnet18_cgc |" in out and "top1 (test_context)" in out
-    table = json.loads((tmp_path / "results.json").read_text())["rows"]
+    summary = json.loads((tmp_path / "results.json").read_text())
+    table = summary["rows"]
+    assert summary["mode"] == "smoke" and summary["eval_samples"] == 16
+    # every stage timed; progress bars on training and on the evaluator's metric families
+    assert set(summary["timings"]) >= {"scenes", "train resnet18_ce seed 0", "evaluate resnet18_cgc seed 0"}
+    assert "evaluate resnet18_ce test" in err and "insertion/deletion" in err and "train:" in err
     assert {r["metric"] for r in table} >= {"top1", "pg", "spg", "ch", "nqh", "insertion_auc", "cgc_loss", "ssim"}
     for name in ("scenes.png", "gradcam_overlays.png", "results.md"):
         assert (tmp_path / name).stat().st_size > 0

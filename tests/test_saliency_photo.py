@@ -7,16 +7,16 @@ exercises ``layer=`` with hooks on a model we did not write.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from real_data import TEST_DATA as DATA
+from real_data import missing
 
 from consistentzoo import saliency
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LAST_BLOCK = "_blocks.15"  # the last MBConv block (7×7 at 224 px), before the 1×1 head convolution
 
 
@@ -26,7 +26,7 @@ def quokka(
 ) -> tuple[torch.nn.Module, torch.Tensor, tuple[float, float, float, float], tuple[int, int]]:
     folder = DATA / "quokka"
     if not (folder / "quokka.jpg").is_file() or not (folder / "quokka_annotations.json").is_file():
-        pytest.skip(f"the quokka photo and its annotations are absent from {folder}")
+        pytest.skip(missing("quokka"))
     model = efficientnet_lite0
     image = Image.open(folder / "quokka.jpg").convert("RGB")
     box = json.loads((folder / "quokka_annotations.json").read_text())["bounding_boxes"][0]

@@ -47,7 +47,7 @@ _METRIC_ALIASES = {
     "ssim_consistency": "ssim",
 }
 # saliency method names (consistentzoo.saliency) -> the suffix of Reported.metric; Grad-CAM has none
-_METHOD_SUFFIXES = {"gradcam": "", "hirescam": "egradcam", "gradcam++": "gradcampp"}
+_METHOD_SUFFIXES = {"gradcam": "", "gradcam++": "gradcampp"}
 _NO_METHOD = ("top1", "top5", "f1_overall", "f1_perclass")
 _METRIC_NAMES = {
     "top1": "top-1 accuracy",
@@ -115,7 +115,7 @@ def metric_key(metric: str, method: str | None = None) -> str:
         method: saliency method (``gradcam``, ``hirescam``, ``fullgrad``, ...); None for classification metrics.
 
     Returns:
-        E.g. ``pg`` for (``pointing_game``, ``gradcam``), ``ch_egradcam`` for (``content_heatmap``, ``hirescam``).
+        E.g. ``pg`` for (``pointing_game``, ``gradcam``), ``ch_hirescam`` for (``content_heatmap``, ``hirescam``).
     """
     key = _METRIC_ALIASES.get(metric, metric)
     if not method or key in _NO_METHOD or key.startswith("fgsm_"):

@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
-
-from torch import nn
 
 from .evaluate import METRICS, EvalConfig, resolve_metrics
 
@@ -51,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "folder; ignored when --model is a folder",
     )
     what.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
-    what.add_argument("--tag", default=None, help="the 'tag' field of the results (default: the model name's tag)")
+    what.add_argument(
+        "--tag", default=None, help="the 'tag' field of the results (default: the weight tag loaded; none for random)"
+    )
     what.add_argument("--dataset", required=True, help="dataset name of consistentzoo.data (coco, cub200, ...)")
     what.add_argument("--split", required=True, help="split to evaluate (val2014, test, ...)")
     what.add_argument("--source", default=None, help="local folder in the official layout, parquet files or a Hub id")
@@ -149,43 +148,15 @@ def _pretrained(value: str) -> bool | str:
     return value
 
 
-def load_model(
-    name_or_folder: str, pretrained: bool | str = True, num_classes: int | None = None
-) -> tuple[nn.Module, str, str | None]:
-    """Build the model to evaluate.
-
-    Args:
-        name_or_folder: zoo name or tag, timm name, or a checkpoint folder.
-        pretrained: as :func:`consistentzoo.create_model` (ignored for a folder).
-        num_classes: classifier outputs, or None for the model's own.
-
-    Returns:
-        ``(model, name, tag)``: the name and tag the result rows carry (``resnet50_cgc``, ``in1k``).
-    """
-    import consistentzoo
-    from consistentzoo.models.weights import read_config
-
-    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
-    folder = Path(name_or_folder)
-    if folder.is_dir():
-        cfg = read_config(folder)
-        info = cfg.get("consistentzoo") or {}
-        name = info.get("zoo_name") or cfg["architecture"]
-        model = consistentzoo.create_model(name, pretrained=folder, **kwargs)
-        return model, name.partition(".")[0], info.get("tag")
-    model = consistentzoo.create_model(name_or_folder, pretrained=pretrained, **kwargs)
-    name, _, tag = name_or_folder.partition(".")
-    return model, name, tag or None
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     """Build the model and the dataset, evaluate, write the JSON and the markdown table; returns the exit status."""
     from accelerate import Accelerator
 
     from ..data import load
+    from ..models import load_model
     from ..saliency import METHODS, UnknownMethodError
     from .evaluate import config_dict, evaluate
-    from .report import write_json, write_markdown
+    from .report import markdown_table, write_json, write_markdown
 
     # check the names before anything slow happens
     metrics = [s.name for s in resolve_metrics(_names(args.metrics))]
@@ -215,7 +186,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     accelerator = Accelerator(cpu=args.cpu)
-    model, name, tag = load_model(args.model, _pretrained(args.pretrained), args.num_classes)
+    pretrained = _pretrained(args.pretrained)
+    model, name, tag = load_model(args.model, pretrained, args.num_classes)
+    if pretrained is False and not Path(args.model).is_dir():
+        tag = None  # random weights: no weight tag was measured
     # the main process converts (and caches) the dataset first, so the others only read the cache
     with accelerator.main_process_first():
         ds = load(args.dataset, args.split, source=args.source, cache_dir=args.cache_dir)
@@ -237,6 +211,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         meta = {"model_arg": args.model, "limit": args.limit, "processes": accelerator.num_processes}
         out = write_json(rows, args.out, config={**config_dict(cfg), **meta})
         md = write_markdown(rows, args.markdown or args.out.with_suffix(".md"))
-        logger.info("wrote %s and %s", out, md)
+        print(f"{markdown_table(rows)}\nwrote {out} and {md}")
     accelerator.wait_for_everyone()
     return 0

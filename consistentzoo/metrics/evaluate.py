@@ -351,6 +351,77 @@ def _by_shape(tensors: Sequence[Tensor]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _view_geometry(hw: tuple[int, int], size: int | tuple[int, int], crop: int | None) -> tuple[int, ...]:
+    """The pixels a ``Resize(size) [+ CenterCrop(crop)]`` view keeps of an ``hw`` image, as a hashable key."""
+    from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
+
+    resized = tuple(size) if isinstance(size, tuple) else tuple(_compute_resized_output_size(hw, [size]))
+    return (*resized, *((crop, crop) if crop is not None else resized))
+
+
+class _Shared:
+    """One chunk's inputs, forward passes and maps, shared by every metric that needs the same ones.
+
+    Keys are ``(image index, view geometry)``, so metrics whose views give the same pixels (e.g. the classification
+    and localisation inputs of a dataset whose images already have the protocol's size) read one forward pass: its
+    logits serve top-1 and the predicted classes, its features every map of a gradient CAM at ``forward_features``
+    (one head re-run per set of explained classes, :meth:`~consistentzoo.saliency.CAMMethod.from_activations`).
+    Other methods get their maps from :func:`consistentzoo.saliency.compute`, computed once per key and class.
+    """
+
+    def __init__(self, model: nn.Module, layer: str | None):
+        from ..saliency import CAMMethod, resolve_layer
+
+        self.model, self.layer = model, layer
+        self.split = resolve_layer(model, layer) is None  # forward_features / forward_head exist and are the layer
+        self.cam = CAMMethod
+        self.inputs: dict[Any, Tensor] = {}
+        self._feats: dict[Any, Tensor] = {}
+        self._logits: dict[Any, Tensor] = {}
+        self._maps: dict[Any, Tensor] = {}
+
+    def clear(self) -> None:
+        for d in (self.inputs, self._feats, self._logits, self._maps):
+            d.clear()
+
+    def _forward(self, keys: list[Any], device: torch.device) -> None:
+        todo = list(dict.fromkeys(k for k in keys if k not in self._logits))
+        for group in _by_shape([self.inputs[k] for k in todo]):
+            x = torch.stack([self.inputs[todo[i]] for i in group]).to(device)
+            with torch.no_grad():
+                feats = self.model.forward_features(x) if self.split else None
+                logits = self.model.forward_head(feats) if self.split else self.model(x)
+            for j, i in enumerate(group):
+                self._logits[todo[i]] = logits[j]
+                if feats is not None:
+                    self._feats[todo[i]] = feats[j]
+
+    def logits(self, keys: list[Any], device: torch.device) -> Tensor:
+        self._forward(keys, device)
+        return torch.stack([self._logits[k] for k in keys])
+
+    def maps(self, method: str, keys: list[Any], classes: list[int], device: torch.device) -> Tensor:
+        from .. import saliency
+
+        wanted = [(k, method, c) for k, c in zip(keys, classes, strict=True)]
+        todo = list(dict.fromkeys(w for w in wanted if w not in self._maps))
+        if todo:
+            x = torch.stack([self.inputs[k] for k, _, _ in todo]).to(device)
+            t = torch.tensor([c for _, _, c in todo], device=device)
+            explainer = saliency.get_method(method, self.model, layer=self.layer)
+            if self.split and isinstance(explainer, self.cam) and explainer.uses_gradients:
+                self._forward([k for k, _, _ in todo], device)
+                with torch.enable_grad():
+                    feats = torch.stack([self._feats[k] for k, _, _ in todo]).requires_grad_(True)
+                    m, _ = explainer.from_activations(x, feats, self.model.forward_head(feats), t, False)
+                m = (torch.relu(m) if explainer.relu else m).detach()
+            else:
+                m = explainer(x, t).detach()
+            for j, w in enumerate(todo):
+                self._maps[w] = m[j]
+        return torch.stack([self._maps[w] for w in wanted])
+
+
 class _Evaluator:
     """Runs the batch plan on one process and keeps what it measured."""
 
@@ -368,14 +439,17 @@ class _Evaluator:
         pcfg = getattr(model, "pretrained_cfg", None) or {}
         mean = cfg.mean or tuple(pcfg.get("mean", _IMAGENET_MEAN))
         std = cfg.std or tuple(pcfg.get("std", _IMAGENET_STD))
-        self.views = {
-            "loc": _transform(cfg.loc_size, None, mean, std),
-            "faith": _transform((cfg.faith_size, cfg.faith_size), None, mean, std),
-            "cls": _transform(cfg.cls_size, cfg.cls_crop, mean, std),
-            "cgc": _transform(cfg.cgc_size, cfg.cgc_crop, mean, std),
-            "nqh": _transform(max(cfg.cls_size, cfg.nqh_tile), cfg.nqh_tile, mean, std),
-            "ssim": _transform(cfg.cls_size, cfg.cls_crop, mean, std),
+        self.geometry: dict[str, tuple[int | tuple[int, int], int | None]] = {
+            "loc": (cfg.loc_size, None),
+            "faith": ((cfg.faith_size, cfg.faith_size), None),
+            "cls": (cfg.cls_size, cfg.cls_crop),
+            "cgc": (cfg.cgc_size, cfg.cgc_crop),
+            "nqh": (max(cfg.cls_size, cfg.nqh_tile), cfg.nqh_tile),
+            "ssim": (cfg.cls_size, cfg.cls_crop),
         }
+        self.views = {view: _transform(size, crop, mean, std) for view, (size, crop) in self.geometry.items()}
+        # per chunk: inputs, features/logits and maps shared by every metric whose view gives the same input
+        self.shared = _Shared(model, cfg.layer)
         self.by_view: dict[str, list[MetricSpec]] = defaultdict(list)
         for s in specs:
             self.by_view[s.view].append(s)
@@ -388,30 +462,57 @@ class _Evaluator:
             # draws depend on (seed, image) only, so chunking and processes never change them
             self.composites = CompositeSampler(labels, seed=cfg.seed)
 
+    def _keys(self, samples: list[_Sample], view: str) -> list[tuple[int, tuple[int, ...]]]:
+        """One key per sample for its input in ``view``: views that give the same pixels give the same key."""
+        size, crop = self.geometry[view]
+        return [(s.index, _view_geometry(tuple(s.image.shape[-2:]), size, crop)) for s in samples]
+
     def _inputs(self, samples: list[_Sample], view: str) -> list[Tensor]:
         from torchvision import tv_tensors
 
-        return [self.views[view](tv_tensors.Image(s.image)).as_subclass(Tensor) for s in samples]
+        keys = self._keys(samples, view)
+        for s, key in zip(samples, keys, strict=True):
+            if key not in self.shared.inputs:
+                self.shared.inputs[key] = self.views[view](tv_tensors.Image(s.image)).as_subclass(Tensor)
+        return [self.shared.inputs[k] for k in keys]
+
+    def _logits(self, samples: list[_Sample], view: str) -> Tensor:
+        """Logits ``[B, N]`` of the samples' inputs in ``view``, from the forward pass shared by the chunk."""
+        self._inputs(samples, view)
+        return self.shared.logits(self._keys(samples, view), self.device)
+
+    def _class_maps(self, method: str, samples: list[_Sample], view: str, classes: Sequence[int]) -> Tensor:
+        """Maps ``[B, h, w]`` of ``classes`` for the samples' inputs in ``view`` (one shape), shared by the chunk."""
+        self._inputs(samples, view)
+        return self.shared.maps(method, self._keys(samples, view), list(classes), self.device)
 
     def _maps(self, method: str, x: Tensor, targets: Tensor | None) -> Tensor:
         from .. import saliency
 
         return saliency.compute(method, self.model, x, targets, layer=self.cfg.layer).detach()
 
-    def chunk(self, chunk_id: int, samples: list[_Sample]) -> None:
-        """Measure every requested metric on one chunk of the plan."""
-        if self.by_view["loc"]:
-            self._localisation(chunk_id, samples)
-        if self.by_view["faith"]:
-            self._faithfulness(samples)
-        if self.by_view["cls"]:
-            self._classification(samples)
-        if self.by_view["cgc"]:
-            self._cgc(chunk_id, samples)
-        if self.by_view["nqh"]:
-            self._nqh(samples)
-        if self.by_view["ssim"]:
-            self._ssim(chunk_id, samples)
+    def stages(self) -> list[str]:
+        """The metric families this evaluation runs on every chunk, in order (the progress bar's steps)."""
+        return [view for view in ("loc", "faith", "cls", "cgc", "nqh", "ssim") if self.by_view[view]]
+
+    def chunk(
+        self, chunk_id: int, samples: list[_Sample], progress: Callable[[str, bool], None] = lambda stage, done: None
+    ) -> None:
+        """Measure every requested metric on one chunk of the plan; ``progress(stage, done)`` around each family."""
+        run = {
+            "loc": lambda: self._localisation(chunk_id, samples),
+            "faith": lambda: self._faithfulness(samples),
+            "cls": lambda: self._classification(samples),
+            "cgc": lambda: self._cgc(chunk_id, samples),
+            "nqh": lambda: self._nqh(samples),
+            "ssim": lambda: self._ssim(chunk_id, samples),
+        }
+        self.shared.clear()
+        for stage in self.stages():
+            progress(stage, False)
+            run[stage]()
+            progress(stage, True)
+        self.shared.clear()
 
     def _localisation(self, chunk_id: int, samples: list[_Sample]) -> None:
         cfg, specs = self.cfg, self.by_view["loc"]
@@ -436,9 +537,8 @@ class _Evaluator:
             # one saliency call per batch of pairs whose images share an input size
             for group in _by_shape([inputs[i] for i, _, _ in pairs] if pairs else []):
                 for batch in _batches(group, cfg.batch_size):
-                    x = torch.stack([inputs[pairs[p][0]] for p in batch]).to(self.device)
-                    t = torch.tensor([pairs[p][1] for p in batch], device=self.device)
-                    maps = self._maps(method, x, t)
+                    chosen = [samples[pairs[p][0]] for p in batch]
+                    maps = self._class_maps(method, chosen, "loc", [pairs[p][1] for p in batch])
                     self._score_pairs(method, specs, [pairs[p] for p in batch], samples, maps, gens)
 
     def _score_pairs(
@@ -476,18 +576,19 @@ class _Evaluator:
     def _faithfulness(self, samples: list[_Sample]) -> None:
         cfg = self.cfg
         x = torch.stack(self._inputs(samples, "faith")).to(self.device)
+        pred = self._logits(samples, "faith").argmax(1)  # the class predicted on the full image (RISE)
         for method in self.methods:
-            maps = self._maps(method, x, None)
+            maps = self._class_maps(method, samples, "faith", pred.tolist())
             if maps.shape[-2:] != x.shape[-2:]:
                 from ..saliency.postprocess import upsample
 
                 maps = upsample(maps, tuple(x.shape[-2:]))
             for spec in self.by_view["faith"]:
                 fn = _FAITH_FNS[spec.name]
+                kw: dict[str, Any] = {"targets": pred, "batch_size": cfg.perturb_batch}
                 if spec.name in ("insertion", "deletion"):
-                    vals = fn(self.model, x, maps, pixels_per_step=cfg.pixels_per_step, batch_size=cfg.perturb_batch)
-                else:
-                    vals = fn(self.model, x, maps, batch_size=cfg.perturb_batch)
+                    kw["pixels_per_step"] = cfg.pixels_per_step
+                vals = fn(self.model, x, maps, **kw)
                 for s, v in zip(samples, vals.tolist(), strict=True):
                     self.rec.values.append((spec.name, method, 0, s.index, -1, float(v)))
 
@@ -496,10 +597,8 @@ class _Evaluator:
         inputs = self._inputs(samples, "cls")
         for group in _by_shape(inputs):
             for batch in _batches(group, self.cfg.batch_size):
-                x = torch.stack([inputs[i] for i in batch]).to(self.device)
-                with torch.inference_mode():
-                    logits = self.model(x).float()
                 chosen = [samples[i] for i in batch]
+                logits = self._logits(chosen, "cls").float()
                 if "f1" in names:
                     scores = logits.sigmoid().cpu()
                     for s, sc in zip(chosen, scores, strict=True):
@@ -587,10 +686,12 @@ class _Evaluator:
             p = CropFlipParams.cat([params[i] for i in group])
             xt = replay(x, p.to(self.device))
             size = tuple(x.shape[-2:])
-            with torch.no_grad():
-                pred = self.model(x).argmax(1)
+            chosen = [samples[i] for i in group]
+            pred = self._logits(chosen, "ssim").argmax(1)
             for method in self.methods:
-                orig = normalize_minmax(upsample(self._maps(method, x, pred), size).clamp_min(0))
+                orig = normalize_minmax(
+                    upsample(self._class_maps(method, chosen, "ssim", pred.tolist()), size).clamp_min(0)
+                )
                 moved = normalize_minmax(upsample(self._maps(method, xt, pred), size).clamp_min(0))
                 back, valid = _warp_back(moved, p)
                 res = ssim_consistency(orig, back, valid, cfg.ssim_window)
@@ -727,11 +828,21 @@ def evaluate(
     ev = _Evaluator(model, specs, methods_used, cfg, device, rows)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=sum(len(chunks[k]) for k in mine), unit="img", disable=not (cfg.progress and main))
+    stages = ev.stages()
+    names = {"loc": "pg/spg/ch", "faith": "insertion/deletion/ad/ai/ag", "cls": "accuracy", "cgc": "cgc loss"}
+    desc = " ".join(str(p) for p in ("evaluate", model_name, split) if p)
+    total = sum(len(chunks[k]) for k in mine) * len(stages)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not (cfg.progress and main))
     with eval_mode(model), bar:
         for chunk_id, samples in zip(mine, loader, strict=True):
-            ev.chunk(chunk_id, samples)
-            bar.update(len(samples))
+
+            def progress(stage: str, done: bool, n: int = len(samples)) -> None:
+                if done:
+                    bar.update(n)
+                else:
+                    bar.set_postfix_str(names.get(stage, stage))
+
+            ev.chunk(chunk_id, samples, progress)
 
     rec = ev.rec
     if accelerator is not None and world > 1:

@@ -56,6 +56,13 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _weight_tag(row: Mapping[str, Any]) -> str:
+    """The full weight tag of a row (``resnet18_cgc.fashion_scenes``), not its bare suffix, which names a dataset."""
+    if not row["tag"]:
+        return "-"
+    return f"{row['model']}.{row['tag']}" if row["model"] else str(row["tag"])
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as a GitHub markdown table (one line per row; skipped counts as ``reason: count``)."""
     _check_rows(rows)
@@ -64,6 +71,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         skipped = ", ".join(f"{k}: {v}" for k, v in (r["skipped"] or {}).items() if v) or "0"
         cells = [_fmt(r[k]) for k in head[:-1]] + [skipped]
+        cells[1] = _weight_tag(r)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

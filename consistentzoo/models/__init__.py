@@ -11,7 +11,7 @@ from .errors import (
     WeightsIntegrityError,
     WeightsUnavailableError,
 )
-from .factory import create_model, list_models, zoo_model_names
+from .factory import create_model, label_names, list_models, load_model, zoo_model_names
 from .metadata import HubLocation, Paper, Reported, ZooWeights, get_weights, list_weights
 from .weights import load_state_dict, read_config, resolve_weights_file, save_pretrained
 
@@ -27,8 +27,10 @@ __all__ = [
     "ZooWeights",
     "create_model",
     "get_weights",
+    "label_names",
     "list_models",
     "list_weights",
+    "load_model",
     "load_state_dict",
     "read_config",
     "resolve_weights_file",

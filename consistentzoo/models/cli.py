@@ -6,12 +6,19 @@ import argparse
 import json
 
 from .factory import create_model, list_models
-from .metadata import get_weights, list_weights
+from .metadata import REPO_ROOT, ZooWeights, get_weights, list_weights
 from .reported import PAPERS
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list", help="list zoo models (or weight tags)", description=list_models.__doc__)
+    p = subparsers.add_parser(
+        "list",
+        help="list zoo models (or weight tags), marking those with weights",
+        description="List the zoo's model names ({arch}[_gmp]_{objective}), or with --tags its weight tags "
+        "(name.dataset), one per line. Beside each: the weight tags you can load with pretrained=True, or 'no "
+        "weights yet' and, for a tag, the recipe command that trains it.",
+        epilog="examples: consistentzoo list 'resnet18_*'; consistentzoo list --tags; consistentzoo list --pretrained",
+    )
     p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'resnet50_*' (default: all)")
     p.add_argument("--tags", action="store_true", help="list weight tags (name.tag) instead of model names")
     p.add_argument("--pretrained", action="store_true", help="only entries whose weights are published")
@@ -31,7 +38,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, pretrained=args.pretrained, include_tags=args.tags or args.pretrained)
-    print("\n".join(names) if names else f"no zoo entry matches {args.pattern!r}")
+    if not names:
+        print(f"no zoo entry matches {args.pattern!r}")
+        return 0
+    width = max(map(len, names)) + 2
+    for name in names:
+        if "." in name:
+            rec = get_weights(name)
+            status = "weights available" if rec.published else f"no weights yet; train: {rec.recipe_command}"
+        else:
+            tags = [w.name for w in list_weights(name) if w.published]
+            status = f"weights: {', '.join(tags)}" if tags else "no weights yet"
+        print(f"{name:<{width}}{status}")
     return 0
 
 
@@ -67,8 +85,7 @@ def run_info(args: argparse.Namespace) -> int:
         lines.append("  reported      paper  table     metric            value  note")
         row = "                {0.paper:6} {0.table:9} {0.metric:16} {0.value:7g}  {1}"
         lines += [row.format(r, r.note[:60]) for r in rec.reported]
-    measured = ", ".join(f"{k} {v:g}" for k, v in rec.measured.items()) or "none yet"
-    lines.append(f"  measured      {measured}")
+    lines += _measured_lines(rec)
     print("\n".join(lines))
     if args.build:
         import torch
@@ -83,3 +100,20 @@ def run_info(args: argparse.Namespace) -> int:
             f"-> logits {tuple(out.shape)} (random weights)"
         )
     return 0
+
+
+def _measured_lines(rec: ZooWeights) -> list[str]:
+    """What was measured for the tag: its card's ``metrics.json`` in the repository, else the record's numbers."""
+    from ..hub.card import load_metrics
+
+    path = REPO_ROOT / "model_cards" / rec.name / "metrics.json"
+    found = load_metrics(path, rec) if path.is_file() else load_metrics(dict(rec.measured), rec)
+    if not found:
+        return ["  measured      none yet"]
+    where = path.relative_to(REPO_ROOT) if path.is_file() else "the tag record"
+    lines = [f"  measured      ({where})"]
+    for m in found:
+        std = f" ± {m.std:.4g}" if m.std is not None else ""
+        on = ", ".join(str(x) for x in (m.dataset, m.split, f"n={m.n}" if m.n else None) if x)
+        lines.append(f"                {m.key:24} {m.value:.4g}{std}" + (f"  ({on})" if on else ""))
+    return lines

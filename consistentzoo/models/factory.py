@@ -102,4 +102,64 @@ def _from_folder(name: str, folder: Path, **kwargs: Any) -> nn.Module:
         if key != "num_classes":
             kwargs.setdefault(key, value)
     pretrained_cfg = folder_pretrained_cfg(name, folder, cfg)
+    pretrained_cfg["label_names"] = _folder_label_names(cfg)
     return create_model(base, pretrained=True, pretrained_cfg=pretrained_cfg, **kwargs)
+
+
+def _folder_label_names(cfg: dict[str, Any]) -> tuple[str, ...] | None:
+    """Class names of a weights folder: its ``config.json``'s (timm's save_config_for_hf writes them at the top
+    level), else those of the weight tag it records when the class counts agree; never the built name's defaults."""
+    names = cfg.get("label_names") or cfg.get("pretrained_cfg", {}).get("label_names")
+    if names:
+        return tuple(names)
+    info = cfg.get("consistentzoo") or {}
+    zoo, tag = (info.get("zoo_name") or "").partition(".")[0], info.get("tag")
+    rec = next((w for w in list_weights(zoo) if w.tag == tag), None) if zoo and tag else None
+    return rec.label_names if rec is not None and rec.num_classes == cfg.get("num_classes") else None
+
+
+def load_model(
+    name_or_folder: str | Path, pretrained: bool | str | Path = True, num_classes: int | None = None
+) -> tuple[nn.Module, str, str | None]:
+    """Build a model from a zoo name or tag, a timm name, or a weights folder (what the CLI commands take).
+
+    Args:
+        name_or_folder: zoo name or tag (``resnet18_cgc.fashion_scenes``), timm name, or a folder holding
+            ``config.json`` + ``model.safetensors`` (a recipe's output or :func:`save_pretrained`'s).
+        pretrained: as :func:`create_model`; ignored for a folder, whose weights are always loaded.
+        num_classes: classifier outputs, or None for the model's own.
+
+    Returns:
+        ``(model, name, tag)``: the zoo (or timm) name without tag, and the weight tag or None.
+    """
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+    folder = Path(name_or_folder)
+    if folder.is_dir():
+        cfg = read_config(folder)
+        info = cfg.get("consistentzoo") or {}
+        name = info.get("zoo_name") or cfg["architecture"]
+        model = create_model(name, pretrained=folder, **kwargs)
+        return model, name.partition(".")[0], info.get("tag")
+    model = create_model(str(name_or_folder), pretrained=pretrained, **kwargs)
+    name, _, tag = str(name_or_folder).partition(".")
+    return model, name, tag or None
+
+
+def label_names(model: nn.Module) -> tuple[str, ...] | None:
+    """The model's class names in output order, or None where nothing records them.
+
+    From ``pretrained_cfg["label_names"]`` (weight tags, and folders whose ``config.json`` has them) when their
+    number matches the classifier's, else timm's ImageNet class descriptions for a 1000/1001/11k/21k-class model.
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    n = getattr(model, "num_classes", None)
+    names = cfg.get("label_names")
+    if names and len(names) == n:
+        return tuple(names)
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    subset = infer_imagenet_subset(model)
+    if subset is None:
+        return None
+    info = ImageNetInfo(subset)
+    return tuple(info.index_to_description(i) for i in range(info.num_classes()))

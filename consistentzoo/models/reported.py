@@ -2,8 +2,9 @@
 
 Copied from the paper texts (tables named per row), never computed here. Metric keys without a suffix are Grad-CAM;
 other saliency methods are a suffix (``_cmwp``, ``_fullgrad``, ``_gradcampp``, ``_scorecam``, ``_ablationcam``,
-``_axiomcam``; ``_egradcam`` = element-wise Grad-CAM where a table separates it). Units are as printed: percent, except
-``insertion_auc``/``deletion_auc`` which are fractions in the CGC and SSIM papers and percent in the guided paper.
+``_axiomcam``; ``_hirescam`` = element-wise Grad-CAM, the ``hirescam`` method, where a table separates it).
+Units are as printed: percent, except ``insertion_auc``/``deletion_auc`` which are fractions in the CGC and SSIM
+papers and percent in the guided paper.
 A tag shared by two papers (``resnet18_ce.in1k``: GC baseline 69.43, CGC baseline 69.76) holds two different trained
 baselines: filter by ``paper``. Caveats on reading the tables are in each row's note.
 """
@@ -28,9 +29,9 @@ REPORTED: dict[str, tuple[Reported, ...]] = {
         Reported('gc', 'Table 1', 'ImageNet val', 'ch', 45.78, "Grad-CAM; NB these AlexNet PG/CH values equal Table 5's regular-GCAM column, not E-GCAM; %"),
         Reported('gc', 'Table 1', 'ImageNet val', 'nqh', 43.53, "Grad-CAM; NB these AlexNet PG/CH values equal Table 5's regular-GCAM column, not E-GCAM; %; lower is better"),
         Reported('gc', 'Table 5', 'ImageNet val', 'pg', 72.8, 'regular Grad-CAM (GCAM column); %; same as Table 1'),
-        Reported('gc', 'Table 5', 'ImageNet val', 'pg_egradcam', 74.0, 'element-wise Grad-CAM (E-GCAM column); %'),
+        Reported('gc', 'Table 5', 'ImageNet val', 'pg_hirescam', 74.0, 'element-wise Grad-CAM (E-GCAM column); %'),
         Reported('gc', 'Table 5', 'ImageNet val', 'ch', 45.78, 'regular Grad-CAM (GCAM column); %; same as Table 1'),
-        Reported('gc', 'Table 5', 'ImageNet val', 'ch_egradcam', 46.79, 'element-wise Grad-CAM (E-GCAM column); %'),
+        Reported('gc', 'Table 5', 'ImageNet val', 'ch_hirescam', 46.79, 'element-wise Grad-CAM (E-GCAM column); %'),
     ),
     "alexnet_gc.in1k": (
         Reported('gc', 'Table 1', 'ImageNet val', 'top1', 56.16, '%'),
@@ -39,9 +40,9 @@ REPORTED: dict[str, tuple[Reported, ...]] = {
         Reported('gc', 'Table 1', 'ImageNet val', 'ch', 48.1, "Grad-CAM; NB these AlexNet PG/CH values equal Table 5's regular-GCAM column, not E-GCAM; %"),
         Reported('gc', 'Table 1', 'ImageNet val', 'nqh', 33.94, "Grad-CAM; NB these AlexNet PG/CH values equal Table 5's regular-GCAM column, not E-GCAM; %; lower is better"),
         Reported('gc', 'Table 5', 'ImageNet val', 'pg', 73.7, 'regular Grad-CAM (GCAM column); %; same as Table 1'),
-        Reported('gc', 'Table 5', 'ImageNet val', 'pg_egradcam', 76.6, 'element-wise Grad-CAM (E-GCAM column); %'),
+        Reported('gc', 'Table 5', 'ImageNet val', 'pg_hirescam', 76.6, 'element-wise Grad-CAM (E-GCAM column); %'),
         Reported('gc', 'Table 5', 'ImageNet val', 'ch', 48.1, 'regular Grad-CAM (GCAM column); %; same as Table 1'),
-        Reported('gc', 'Table 5', 'ImageNet val', 'ch_egradcam', 55.2, 'element-wise Grad-CAM (E-GCAM column); %'),
+        Reported('gc', 'Table 5', 'ImageNet val', 'ch_hirescam', 55.2, 'element-wise Grad-CAM (E-GCAM column); %'),
     ),
     "resnet18_ce.in1k": (
         Reported('gc', 'Table 1', 'ImageNet val', 'top1', 69.43, '%'),

@@ -42,7 +42,7 @@ from .errors import (
 )
 from .fullgrad import FullGrad, full_gradients
 from .gradients import Gradient, GuidedBackprop, guided_gradients, input_gradients, reduce_channels
-from .overlay import overlay, save_overlay
+from .overlay import overlay, save_figure, save_overlay
 from .perturbation import AblationCAM, ScoreCAM
 from .postprocess import normalize_minmax, normalize_sum, upsample
 
@@ -150,6 +150,7 @@ __all__ = [
     "overlay",
     "reduce_channels",
     "resolve_layer",
+    "save_figure",
     "save_overlay",
     "tap_layer",
     "upsample",

@@ -87,3 +87,42 @@ def save_overlay(
     with torch.no_grad():
         overlay(image, saliency_map, alpha, colormap).save(path, format="PNG")
     return path
+
+
+def save_figure(
+    path: str | Path,
+    image: Image.Image | np.ndarray | Tensor,
+    saliency_map: Tensor,
+    title: str,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+) -> Path:
+    """:func:`overlay` as a titled PNG figure with a colour bar (the map's scale: 0 = its minimum, 1 = its peak).
+
+    Args:
+        path: output PNG (parent folders created).
+        image: as :func:`overlay`.
+        saliency_map: as :func:`overlay`.
+        title: the figure's title (e.g. model, explained class and its probability).
+        alpha: heatmap opacity in ``[0, 1]``.
+        colormap: a matplotlib colormap name.
+
+    Returns:
+        The path.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    blended = overlay(image, saliency_map, alpha, colormap)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width = 5.0
+    fig = Figure(figsize=(width + 1.2, width * blended.height / blended.width + 0.4 + 0.25 * (title.count("\n") + 1)))
+    ax = fig.add_subplot()
+    ax.imshow(np.asarray(blended))
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=matplotlib.colormaps[colormap])
+    fig.colorbar(scale, ax=ax, fraction=0.046, pad=0.03, label="saliency (0 = map minimum, 1 = map peak)")
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    return path
