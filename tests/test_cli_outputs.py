@@ -72,7 +72,12 @@ def test_list_help_and_weight_marks(capsys) -> None:
     assert main(["list", "--tags"]) == 0
     lines = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
     for rec in consistentzoo.list_weights():
-        expected = "weights available" if rec.published else f"no weights yet; train: {rec.recipe_command}"
+        if rec.local_dir:
+            expected = "weights in the repository"
+        elif rec.upstream is not None:
+            expected = "weights upstream release, downloaded and converted on first use"
+        else:
+            expected = f"no weights yet; train: {rec.recipe_command}"
         assert lines[rec.name] == expected
     assert main(["list", "resnet18_c*"]) == 0
-    assert f"resnet18_cgc  weights: {TAG}" in capsys.readouterr().out
+    assert f"resnet18_cgc  weights: {TAG} (in the repository)" in capsys.readouterr().out

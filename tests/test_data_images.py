@@ -185,11 +185,12 @@ def test_explain_out_directory_refused(tmp_path, capsys) -> None:
 
 
 def test_explain_reads_16bit_and_exif_like_the_loaders(tmp_path, capsys) -> None:
+    from consistentzoo.saliency.cli import _read_image
+
     deep = nat.png16(tmp_path / "deep.png", 32896, (40, 30))
-    rc, _ = _explain(capsys, deep, tmp_path / "deep_out.png", "--alpha", "0")
-    assert rc == 0
-    out = np.asarray(Image.open(tmp_path / "deep_out.png").convert("RGB"))
-    assert np.all(out == 128)  # alpha 0: the image itself, grey (it was pure white before)
+    rc, _ = _explain(capsys, deep, tmp_path / "deep_out.png", "--random-weights")
+    assert rc == 0 and (tmp_path / "deep_out.png").is_file()
+    assert np.all(np.asarray(_read_image(deep)) == 128)  # the image explain draws on: grey (it was pure white before)
     rot = nat.exif_jpeg(tmp_path / "rot.jpg", (40, 30), orientation=6)
-    rc, _ = _explain(capsys, rot, tmp_path / "rot_out.png")
-    assert rc == 0 and Image.open(tmp_path / "rot_out.png").size == (30, 40)
+    rc, _ = _explain(capsys, rot, tmp_path / "rot_out.png", "--random-weights")
+    assert rc == 0 and _read_image(rot).size == (30, 40)

@@ -121,7 +121,7 @@ def test_explain_random_weights_only_when_asked(tmp_path: Path, capsys, monkeypa
     monkeypatch.setattr(saliency_cli, "save_figure", lambda *a, **k: titles.append(a[3]) or real(*a, **k))
     photo, out = _square_photo(tmp_path, 32), tmp_path / "o.png"
     # a zoo name without published weights: an error that says how to get weights or ask for random ones
-    assert main(["explain", str(photo), "--model", "resnet18_gc", "--size", "32", "--out", str(out)]) == 2
+    assert main(["explain", str(photo), "--model", "resnet18_guided", "--size", "32", "--out", str(out)]) == 2
     assert "no published weights" in (err := capsys.readouterr().err) and "--random-weights" in err
     assert not out.exists() and not titles
     for flags in (["--random-weights"], ["--pretrained", "false"]):

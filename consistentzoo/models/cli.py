@@ -45,12 +45,21 @@ def run_list(args: argparse.Namespace) -> int:
     for name in names:
         if "." in name:
             rec = get_weights(name)
-            status = "weights available" if rec.published else f"no weights yet; train: {rec.recipe_command}"
+            status = f"weights {_source(rec)}" if rec.published else f"no weights yet; train: {rec.recipe_command}"
         else:
-            tags = [w.name for w in list_weights(name) if w.published]
+            tags = [f"{w.name} ({_source(w)})" for w in list_weights(name) if w.published]
             status = f"weights: {', '.join(tags)}" if tags else "no weights yet"
         print(f"{name:<{width}}{status}")
     return 0
+
+
+def _source(rec: ZooWeights) -> str:
+    """Where a published tag's weights come from, in a few words (what ``pretrained=True`` will do)."""
+    if rec.local_dir:
+        return "in the repository"
+    if rec.hub is not None:
+        return "on the Hub"
+    return "upstream release, downloaded and converted on first use"
 
 
 def run_info(args: argparse.Namespace) -> int:
