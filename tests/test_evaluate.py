@@ -103,8 +103,8 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, cache: Path, coco) -> None
     rows = doc["results"]
     assert [r["metric"] for r in rows] == ["pg", "spg", "ch", "f1_overall", "f1_perclass", "deletion_auc"]
     keys = {"model", "tag", "dataset", "split", "method", "metric", "value", "std", "n", "skipped"}
-    for r in rows:
-        assert set(r) == keys
+    for r in rows:  # the map metrics also say whether zero maps were misses, and how many there were
+        assert set(r) == keys | ({"paired", "zero_maps"} if r["metric"] in ("pg", "spg", "ch") else set())
         assert (r["model"], r["tag"], r["dataset"], r["split"]) == ("resnet18_gc", None, "coco", "train2017")  # random
         assert isinstance(r["value"], float) and 0 <= r["value"] <= 1
     by = _by_key(rows)
@@ -113,7 +113,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, cache: Path, coco) -> None
     for metric in ("pg", "spg", "ch"):
         r = by[("gradcam", metric)]
         assert set(r["skipped"]) == {"zero_map", "empty_mask"}
-        assert r["n"] + sum(r["skipped"].values()) == pairs
+        assert r["n"] + sum(r["skipped"].values()) == pairs and r["zero_maps"] == r["skipped"]["zero_map"]
         assert r["n"] > 0
     assert by[("gradcam", "pg")]["skipped"] == by[("gradcam", "ch")]["skipped"]
     assert by[("gradcam", "spg")]["std"] is not None and by[("gradcam", "pg")]["std"] is None
@@ -384,3 +384,75 @@ def test_metrics_on_one_input_share_its_forward_pass(tiny, tiny_model, monkeypat
     # 2 chunks of 4 images, each with two input shapes (the wide image): 2 x 2 shared passes + 2 x 2 transformed
     assert len(calls) == 8 and sum(calls) == 2 * N_IMAGES
     assert [(r["metric"], r["value"], r["n"]) for r in rows] == [(r["metric"], r["value"], r["n"]) for r in separate]
+
+
+# --- paired mode: an all-zero map is a miss, not a skipped pair ---
+
+
+@pytest.fixture(scope="module")
+def boxed():
+    """8 noise images (64 px) of 3 classes, each with one box of its class."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from consistentzoo.data.schema import make_features
+
+    rng = np.random.default_rng(1)
+    n = N_IMAGES
+    cols = {
+        "id": [str(i) for i in range(n)],
+        "image": [Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)) for _ in range(n)],
+        "label": [i % TINY_CLASSES for i in range(n)],
+        "boxes": [[[8.0, 8.0, 40.0, 40.0]] for _ in range(n)],
+        "box_labels": [[i % TINY_CLASSES] for i in range(n)],
+    }
+    return datasets.Dataset.from_dict(cols, features=make_features([f"c{k}" for k in range(TINY_CLASSES)]))
+
+
+@pytest.fixture(scope="module")
+def blind_model() -> torch.nn.Module:
+    """A random ResNet-18 whose class 0 has a zero classifier row, so every map of class 0 is all zero, and whose
+    other rows are positive, so that their maps (ReLU of positive weights times non-negative features) never are."""
+    import consistentzoo
+
+    torch.manual_seed(0)
+    model = consistentzoo.create_model("resnet18", num_classes=TINY_CLASSES).eval()
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.arange(TINY_CLASSES, dtype=torch.float32)[:, None] * 0.01)
+        model.fc.bias.zero_()
+    return model
+
+
+def test_paired_mode_scores_zero_maps_as_misses(tmp_path: Path, boxed, blind_model) -> None:
+    """Skipping drops the class-0 images; paired mode scores them (PG/SPG/CH 0, NQH 1) on the same images."""
+    from consistentzoo.metrics.evaluate import evaluate
+    from consistentzoo.metrics.report import markdown_table, write_json
+
+    metrics = ["pg", "spg", "ch", "nqh", "top1"]
+    skip = _by_key(evaluate(blind_model, boxed, ["hirescam"], metrics, config=_cfg()))
+    paired = _by_key(evaluate(blind_model, boxed, ["hirescam"], metrics, config=_cfg(paired=True)))
+    zero = sum(1 for label in boxed["label"] if label == 0)  # images 0, 3, 6
+    n = len(boxed)
+    for metric in ("pg", "spg", "ch"):
+        s, p = skip[("hirescam", metric)], paired[("hirescam", metric)]
+        expected = (n - zero, {"zero_map": zero, "empty_mask": 0}, zero, False)
+        assert (s["n"], s["skipped"], s["zero_maps"], s["paired"]) == expected
+        assert (p["n"], p["skipped"], p["zero_maps"], p["paired"]) == (n, {"empty_mask": 0}, zero, True)
+    # CH and SPG: the same sum over the scored images, now divided by all of them
+    for metric in ("spg", "ch"):
+        expected = skip[("hirescam", metric)]["value"] * (n - zero) / n
+        assert paired[("hirescam", metric)]["value"] == pytest.approx(expected, rel=1e-6)
+    # PG is a mean of per-class hit rates: class 0 (all misses) now counts with rate 0
+    assert paired[("hirescam", "pg")]["value"] == pytest.approx(skip[("hirescam", "pg")]["value"] * 2 / 3, rel=1e-9)
+    # NQH: a zero map has no mass on the real image, 1
+    s, p = skip[("hirescam", "nqh")], paired[("hirescam", "nqh")]
+    assert s["n"] == n - zero and p["n"] == n and p["zero_maps"] == s["zero_maps"] == zero
+    assert "zero_map" not in p["skipped"] and s["skipped"]["zero_map"] == zero
+    expected = (s["value"] * s["n"] + zero) / n
+    assert p["value"] == pytest.approx(expected, rel=1e-6)
+    # metrics on no map carry no zero-map count; the JSON keeps the counts
+    assert "zero_maps" not in paired[(None, "top1")]
+    assert f"| 0; all-zero maps scored as misses: {zero} |" in markdown_table([paired[("hirescam", "pg")]])
+    doc = json.loads(write_json(list(paired.values()), tmp_path / "r.json").read_text())
+    assert {(r["metric"], r.get("zero_maps"), r.get("paired")) for r in doc["results"]} >= {("pg", zero, True)}

@@ -52,10 +52,14 @@ ROUTES: dict[str, Callable[..., torch.nn.Module]] = {
 }
 
 
+# the tag's architecture arguments (half-width stages), which stock timm's resnet18 takes as they are
+ARCH = {k: v for k, v in get_weights(TAG).model_args.items() if k != "global_pool"}
+
+
 def stock(file: Path = FILE, **kw) -> torch.nn.Module:
-    """Stock timm's resnet18 with ``file`` as its pretrained weights (10 classes)."""
+    """Stock timm's resnet18 (with the tag's architecture arguments) with ``file`` as its pretrained weights."""
     return timm.create_model(
-        "resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(file), num_classes=10), **kw
+        "resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(file), num_classes=10), **ARCH, **kw
     )
 
 
@@ -77,7 +81,7 @@ def test_features_only_carries_the_weights(route) -> None:
     x = torch.randn(1, 3, 64, 64)
     assert_same(model, stock(features_only=True), x)
     assert len(model(x)) == 5
-    assert not torch.equal(model(x)[-1], timm.create_model("resnet18", features_only=True).eval()(x)[-1])
+    assert not torch.equal(model(x)[-1], timm.create_model("resnet18", features_only=True, **ARCH).eval()(x)[-1])
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -100,9 +104,11 @@ def test_overlay_file_replaces_the_tags_weights() -> None:
     assert_same(
         consistentzoo.create_model(TAG, pretrained=True, pretrained_cfg_overlay=dict(file=str(OTHER))), expected, x
     )
-    bare = dict(file=str(OTHER), num_classes=10)
-    assert_same(timm.create_model("resnet18_gc", pretrained=True, pretrained_cfg_overlay=bare), expected, x)
-    hub = torch.hub.load(str(REPO_ROOT), "resnet18_gc", source="local", pretrained=True, pretrained_cfg_overlay=bare)
+    bare = dict(file=str(OTHER), num_classes=10)  # a bare name needs the file's architecture arguments, as in timm
+    assert_same(timm.create_model("resnet18_gc", pretrained=True, pretrained_cfg_overlay=bare, **ARCH), expected, x)
+    hub = torch.hub.load(
+        str(REPO_ROOT), "resnet18_gc", source="local", pretrained=True, pretrained_cfg_overlay=bare, **ARCH
+    )
     assert_same(hub, expected, x)
     assert not torch.equal(stock(FILE).fc.weight, expected.fc.weight)  # the two files differ
 
@@ -116,10 +122,11 @@ def test_overlay_file_that_does_not_exist_is_named(tmp_path) -> None:
 def test_checkpoint_path_loads_the_given_file() -> None:
     x = torch.randn(2, 3, 64, 64)
     expected = stock(OTHER)
-    assert_same(timm.create_model("resnet18_gc", num_classes=10, checkpoint_path=str(OTHER)), expected, x)
-    assert_same(consistentzoo.create_model("resnet18_gc", num_classes=10, checkpoint_path=str(OTHER)), expected, x)
+    bare = dict(num_classes=10, checkpoint_path=str(OTHER), **ARCH)
+    assert_same(timm.create_model("resnet18_gc", **bare), expected, x)
+    assert_same(consistentzoo.create_model("resnet18_gc", **bare), expected, x)
     assert_same(timm.create_model(TAG, pretrained=True, checkpoint_path=str(OTHER)), expected, x)
-    hub = torch.hub.load(str(REPO_ROOT), "resnet18_gc", source="local", num_classes=10, checkpoint_path=str(OTHER))
+    hub = torch.hub.load(str(REPO_ROOT), "resnet18_gc", source="local", **bare)
     assert_same(hub, expected, x)
 
 
@@ -332,7 +339,8 @@ def test_config_class_count_contradicting_the_weights_names_both(tmp_path) -> No
 
 
 def test_config_architecture_contradicting_the_weights_names_both(tmp_path) -> None:
-    folder = _folder_with(tmp_path, config={"architecture": "resnet50"})
+    resnet18 = consistentzoo.create_model("resnet18_cgc", num_classes=10).state_dict()  # timm's widths: recognisable
+    folder = _folder_with(tmp_path, state=resnet18, config={"architecture": "resnet50", "model_args": {}})
     with pytest.raises(
         CheckpointMismatchError,
         match=r"fit ZooResNet \(resnet50_cgc\): 198 model key\(s\) missing .* \(the weights are a resnet18.s\)",
@@ -357,11 +365,9 @@ def test_saved_files_follow_the_umask(tmp_path, umask) -> None:
 def test_save_pretrained_writes_only_model_arguments(tmp_path) -> None:
     model = consistentzoo.create_model(TAG, pretrained=True, num_classes=3, reset_head=True)
     save_pretrained(model, tmp_path)
-    assert set(json.loads((tmp_path / "config.json").read_text())["model_args"]) <= {
-        "global_pool",
-        "in_chans",
-        "num_classes",
-    }
+    args = json.loads((tmp_path / "config.json").read_text())["model_args"]
+    assert set(args) <= {"global_pool", "in_chans", "num_classes", "channels"}
+    assert args["channels"] == [32, 64, 128, 256]  # the tag's half width, from its record
     assert get_weights(TAG).num_classes == 10
     consistentzoo.create_model("resnet18_cgc", pretrained=tmp_path)  # and it loads back
 

@@ -22,6 +22,11 @@ def test_config_matches_the_tag(rec: consistentzoo.models.ZooWeights) -> None:
     assert cfg.tag == rec.name
     assert (cfg.model.name, cfg.model.num_classes, cfg.objective.name) == (rec.zoo_name, rec.num_classes, rec.objective)
     assert cfg.data.image_size == rec.input_size[1]
+
+    def plain(args: dict) -> dict:  # YAML lists, records tuples; the zoo name sets the pooling
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in args.items() if k != "global_pool"}
+
+    assert plain(cfg.model.kwargs) == plain(rec.model_args)  # the architecture the weights were trained with
     assert cfg.model.init == rec.objective_args.get("init")
     assert cfg.data.label_fraction == rec.objective_args.get("label_fraction")
     for key, value in rec.objective_args.items():

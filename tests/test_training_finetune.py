@@ -71,6 +71,8 @@ def test_readme_finetune_example_runs_and_records_what_it_trained(
     assert namespace["classes"] == ["cat", "dog"]
     with torch.no_grad():
         assert namespace["model"](torch.rand(1, 3, 128, 128)).shape == (1, 2)
+    # the starting tag's architecture (half width) came with its weights, though the config names none
+    assert namespace["model"].layer1[0].conv1.out_channels == 32 and "kwargs" not in blocks["yaml"]
 
     facts = json.loads((run / "config.json").read_text())["consistentzoo"]
     assert facts["dataset"] == "imagefolder" and facts["data_source"] == "my_photos"
@@ -93,4 +95,4 @@ def test_a_zoo_config_pointed_at_a_folder_names_its_loader_option(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         load_config(config, ["data.dataset=imagefolder", f"data.source={tmp_path}"])
     message = str(info.value)
-    assert "'data.load_kwargs.size'" in message and "check_images" in message and "cache_dir" in message
+    assert "'data.load_kwargs.context'" in message and "check_images" in message and "cache_dir" in message

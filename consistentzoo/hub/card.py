@@ -279,21 +279,24 @@ def _metrics_section(rec: ZooWeights, measured: list[MeasuredMetric]) -> str:
         paper = PAPERS.get(r.paper)
         where = f"{paper.venue} {paper.year}" if paper and paper.year else (paper.venue if paper else r.paper)
         reported.setdefault(r.metric, []).append(f"{_fmt(r.value)} ({where}, {r.table}, {r.dataset})")
-    by_key = {m.key: m for m in measured}
+    by_key: dict[str, list[MeasuredMetric]] = {}
+    for m in measured:  # one line per split a metric was measured on
+        by_key.setdefault(m.key, []).append(m)
     keys = sorted(set(by_key) | set(reported), key=_sort_key)
     if not keys:
         return "No metrics measured yet, and the papers report none for this tag."
     lines = ["| Metric | Measured | Paper |", "|---|---|---|"]
     for key in keys:
-        m = by_key.get(key)
-        if m is None:
-            cell = "—"
-        else:
-            cell = _fmt(m.value) + (f" ± {_fmt(m.std)}" if m.std is not None else "")
-            where = " ".join(x for x in (m.dataset, m.split) if x)
-            extra = ", ".join(x for x in (where, f"n = {m.n}" if m.n is not None else "") if x)
-            cell += f" ({extra})" if extra else ""
-        lines.append(f"| {metric_name(key)} | {cell} | {'<br>'.join(reported.get(key, ['—']))} |")
+        for i, m in enumerate(by_key.get(key) or [None]):
+            if m is None:
+                cell = "—"
+            else:
+                cell = _fmt(m.value) + (f" ± {_fmt(m.std)}" if m.std is not None else "")
+                where = " ".join(x for x in (m.dataset, m.split) if x)
+                extra = ", ".join(x for x in (where, f"n = {m.n}" if m.n is not None else "") if x)
+                cell += f" ({extra})" if extra else ""
+            paper = "<br>".join(reported.get(key, ["—"])) if i == 0 else ""
+            lines.append(f"| {metric_name(key)} | {cell} | {paper} |")
     by = "`recipes/evaluate.py`" if _registered(rec) else "the training run's final evaluation (`metrics.json`)"
     notes = [
         "",
@@ -310,8 +313,12 @@ def _metrics_section(rec: ZooWeights, measured: list[MeasuredMetric]) -> str:
 
 def _figure_section(rec: ZooWeights, image: str | None) -> str:
     arch, gmp, objective = split_zoo_name(rec.zoo_name)
-    baseline = f"{arch}{'_gmp' if gmp else ''}_ce.{rec.tag}"
-    who = "this baseline" if objective == "ce" else f"`{rec.name}` beside the cross-entropy baseline `{baseline}`"
+    start = rec.tag.removesuffix("_control")  # a `_control` tag: CE fine-tuned beside a consistency objective
+    baseline = f"{arch}{'_gmp' if gmp else ''}_ce.{start}"
+    if rec.tag != start:
+        who = f"this CE-only control beside its starting point `{baseline}`"
+    else:
+        who = "this baseline" if objective == "ce" else f"`{rec.name}` beside the cross-entropy baseline `{baseline}`"
     caption = f"Grad-CAM overlays of {who} on evaluation images of {rec.dataset}."
     if image is None:
         return f"_Figure not produced yet: {caption}_"
@@ -428,6 +435,7 @@ def build_card(
     image: str | None = None,
     repo_id: str | None = None,
     sha256: str | None = None,
+    comparison: str | None = None,
 ) -> Any:
     """The model card of a weight tag, from its metadata and measured metrics only.
 
@@ -438,6 +446,8 @@ def build_card(
             leave the figure slot empty.
         repo_id: Hub repository the card describes (default: ``rec.hub.repo_id``).
         sha256: sha256 of the weights file (default: ``rec.expected_sha256``).
+        comparison: markdown measured beside other models (e.g. against a control over seeds), shown after the
+            metrics under "Compared with other models"; None leaves the section out.
 
     Returns:
         A :class:`huggingface_hub.ModelCard`; ``str(card)`` is the README text.
@@ -490,6 +500,8 @@ def build_card(
         _method_section(rec),
         "## Metrics",
         _metrics_section(rec, measured),
+        "## Compared with other models" if comparison else "",
+        comparison or "",
         "## Explanations",
         _figure_section(rec, image),
         "## How to load",
@@ -515,6 +527,7 @@ def write_card(
     image: str | Path | None = None,
     repo_id: str | None = None,
     sha256: str | None = None,
+    comparison: str | None = None,
 ) -> Path:
     """Write (or rewrite) ``README.md`` in ``out_dir``, with the overlay figure beside it when there is one.
 
@@ -529,6 +542,7 @@ def write_card(
         image: a PNG of Grad-CAM overlays (this model against the CE baseline).
         repo_id: Hub repository the card describes.
         sha256: sha256 of the weights file.
+        comparison: see :func:`build_card`.
 
     Returns:
         Path of the written ``README.md``.
@@ -543,7 +557,8 @@ def write_card(
         check_png(image)
         if Path(image).resolve() != target.resolve():
             shutil.copyfile(image, target)
-    card = build_card(rec, metrics, image=CARD_IMAGE_NAME if target.is_file() else None, repo_id=repo_id, sha256=sha256)
+    image_name = CARD_IMAGE_NAME if target.is_file() else None
+    card = build_card(rec, metrics, image=image_name, repo_id=repo_id, sha256=sha256, comparison=comparison)
     path = out_dir / CARD_NAME
     path.write_text(str(card), encoding="utf-8")
     _logger.info("wrote the model card of %s to %s", rec.name, path)

@@ -6,6 +6,7 @@ ones; the others return a ``[B]`` tensor.
 """
 
 from .classification import MultilabelF1, multilabel_f1, topk_accuracy
+from .compare import Effect, effect, seed_mean_std, verdict
 from .consistency import CoseResult, cose, ssim_consistency
 from .faithfulness import (
     auc,
@@ -31,6 +32,7 @@ from .robustness import fgsm_accuracy
 
 __all__ = [
     "CoseResult",
+    "Effect",
     "MultilabelF1",
     "PerImageResult",
     "auc",
@@ -43,6 +45,7 @@ __all__ = [
     "content_heatmap",
     "cose",
     "deletion_auc",
+    "effect",
     "fgsm_accuracy",
     "insertion_auc",
     "masked_confidence",
@@ -51,7 +54,9 @@ __all__ = [
     "negative_quadrants_heatmap",
     "pointing_game",
     "rise_kernel",
+    "seed_mean_std",
     "ssim_consistency",
     "stochastic_pointing_game",
     "topk_accuracy",
+    "verdict",
 ]

@@ -112,6 +112,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     proto.add_argument("--pixels-per-step", type=int, default=None, help="insertion/deletion step (default 8 x side)")
     proto.add_argument("--layer", default=None, help="saliency target layer's dotted name (default: the method's)")
+    proto.add_argument(
+        "--paired",
+        action="store_true",
+        help="score an all-zero map as a miss (pg/spg/ch 0, nqh 1) instead of skipping it, so that models are "
+        "compared on the same images; the rows say how many maps were all zero",
+    )
     hw = p.add_argument_group("hardware")
     hw.add_argument("--num-workers", type=int, default=0, help="data-loading workers per process")
     hw.add_argument("--cpu", action="store_true", help="run on the CPU even where an accelerator is present")
@@ -184,6 +190,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         layer=args.layer,
         num_workers=args.num_workers,
         progress=not args.no_progress,
+        paired=args.paired,
     )
     accelerator = Accelerator(cpu=args.cpu)
     pretrained = _pretrained(args.pretrained)

@@ -5,8 +5,10 @@ Protocols are those of ``../shared/reference/METHODS.md`` ("Evaluation protocols
 - ``pg`` / ``spg`` / ``ch`` (GC, CGC): shorter side resized to ``loc_size`` (448), full image; one map per
   (image, ground-truth class) for that class, upsampled bilinearly to the *original* image size and renormalised
   to sum 1; ground truth = union of the class's instance masks (boxes when the dataset has no masks). Pairs whose
-  map is all zero, or whose class has no box or mask, are skipped and counted. PG's value is the mean of per-class
-  hit rates; SPG's is mean ± std over ``spg_seeds`` seeds of the mean over pairs; CH is the mean over pairs.
+  map is all zero, or whose class has no box or mask, are skipped and counted; with ``EvalConfig.paired`` an
+  all-zero map is scored as a miss instead (PG/SPG/CH 0, NQH 1), so every model is scored on the same pairs. PG's
+  value is the mean of per-class hit rates; SPG's is mean ± std over ``spg_seeds`` seeds of the mean over pairs;
+  CH is the mean over pairs.
 - ``insertion`` / ``deletion`` / ``ad`` / ``ai`` / ``ag``: input ``Resize((faith_size, faith_size))``; the map of
   the class predicted on the full image, upsampled to the input size.
 - ``top1`` / ``top5`` (single-label) and ``f1`` (multi-label: overall and per-class F1 of sigmoid scores):
@@ -21,7 +23,8 @@ Protocols are those of ``../shared/reference/METHODS.md`` ("Evaluation protocols
   224-px tiles give GC's 448-px composite). The map of the ground-truth (drawn) class on the composite, upsampled
   to the composite size, ReLU'd and renormalised to sum 1, scored by
   :func:`~consistentzoo.metrics.negative_quadrants_heatmap` (mass on the 3 distractor quadrants, lower is better);
-  mean over images. Skipped and counted: all-zero maps, images with no usable class (``no_class``).
+  mean over images. Skipped and counted: all-zero maps (scored 1 when paired), images with no usable class
+  (``no_class``).
 - ``ssim`` (COSE-style SSIM consistency, "Staying Consistent with GradCAM"): the classification input ``x`` and a
   seeded crop + flip of it, ``t(x) = replay(x, draw_crop_flip(scale=ssim_scale, ratio=ssim_ratio,
   flip_p=ssim_flip_p))`` at the same size. Both maps are for the class predicted on ``x``, upsampled to the input
@@ -59,7 +62,7 @@ from .localisation import (
     pointing_game,
     stochastic_pointing_game,
 )
-from .results import mean_std
+from .results import PerImageResult, mean_std
 
 if TYPE_CHECKING:
     import datasets
@@ -140,6 +143,8 @@ _FAITH_FNS: dict[str, Callable[..., Tensor]] = {
     "ag": average_gain,
 }
 _LOC_SKIPS = ("zero_map", "empty_mask")
+# the map metrics a paired evaluation scores an all-zero map for (EvalConfig.paired)
+_ZERO_MAP_METRICS = ("pg", "spg", "ch", "nqh")
 
 
 class UnknownMetricError(UnknownChoiceError):
@@ -199,6 +204,9 @@ class EvalConfig:
         std: input normalisation std; None as ``mean``.
         num_workers: data-loading workers per process.
         progress: show a tqdm bar (main process only).
+        paired: score every (image, class) pair of PG/SPG/CH and every NQH composite, an all-zero map as a miss
+            (PG/SPG/CH 0, NQH 1: no mass on the object) instead of skipping it, so models are compared on the same
+            pairs. Pairs without ground truth (``empty_mask``) are skipped either way: that depends on the data only.
     """
 
     batch_size: int = 32
@@ -227,6 +235,7 @@ class EvalConfig:
     std: tuple[float, ...] | None = None
     num_workers: int = 0
     progress: bool = True
+    paired: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "loc_size", "faith_size", "cls_size", "cgc_size", "cgc_crop", "cgc_batch"):
@@ -569,8 +578,8 @@ class _Evaluator:
                 else:
                     results = [content_heatmap(m, gt)]
                 for seed, res in enumerate(results):
-                    for j, v in zip(res.index.tolist(), res.values.tolist(), strict=True):
-                        self.rec.values.append((spec.name, method, seed, images[j], classes[j], float(v)))
+                    for j, v in _scored(res, self.cfg.paired, miss=0.0):
+                        self.rec.values.append((spec.name, method, seed, images[j], classes[j], v))
                 self.rec.skips.append((spec.name, method, "zero_map", results[0].n_skipped["zero_map"]))
 
     def _faithfulness(self, samples: list[_Sample]) -> None:
@@ -665,8 +674,8 @@ class _Evaluator:
         for method in self.methods:
             maps = normalize_sum(upsample(self._maps(method, x, targets), tuple(x.shape[-2:])).clamp_min(0))
             res = negative_quadrants_heatmap(maps, quadrants.to(self.device))
-            for j, v in zip(res.index.tolist(), res.values.tolist(), strict=True):
-                self.rec.values.append(("nqh", method, 0, usable[j].index, draws[j].target, float(v)))
+            for j, v in _scored(res, self.cfg.paired, miss=1.0):
+                self.rec.values.append(("nqh", method, 0, usable[j].index, draws[j].target, v))
             self.rec.skips.append(("nqh", method, "zero_map", res.n_skipped["zero_map"]))
 
     def _ssim(self, chunk_id: int, samples: list[_Sample]) -> None:
@@ -699,6 +708,14 @@ class _Evaluator:
                     self.rec.values.append(("ssim", method, 0, samples[group[j]].index, int(pred[j]), float(v)))
                 for reason in ("constant_maps", "empty_valid_region"):
                     self.rec.skips.append(("ssim", method, reason, res.n_skipped[reason]))
+
+
+def _scored(res: PerImageResult, paired: bool, miss: float) -> list[tuple[int, float]]:
+    """``(batch position, value)`` of every scored pair; with ``paired``, every all-zero map too, valued ``miss``."""
+    out = list(zip(res.index.tolist(), [float(v) for v in res.values.tolist()], strict=True))
+    if paired:
+        out += [(j, miss) for j in res.skipped["zero_map"].tolist()]
+    return sorted(out)
 
 
 def _warp_back(maps: Tensor, params: CropFlipParams) -> tuple[Tensor, Tensor]:
@@ -780,8 +797,11 @@ def evaluate(
     Returns:
         Rows ``{model, tag, dataset, split, method, metric, value, std, n, skipped}`` (``method`` None for metrics
         on no map; ``std`` over seeds for SPG, else None; ``n`` images or (image, class) pairs scored; ``skipped``
-        reason -> count). Values are fractions in [0, 1] (losses for ``cgc_loss``, ``ssim`` in [-1, 1]), never NaN:
-        a metric that scored nothing gets no row (a warning says why).
+        reason -> count of pairs left out). Rows of ``pg``/``spg``/``ch``/``nqh`` also carry ``paired``
+        (:attr:`EvalConfig.paired`) and ``zero_maps``, the pairs whose map was all zero: scored as misses when
+        paired (and then not in ``skipped``), skipped otherwise (``skipped["zero_map"]``). Values are fractions
+        in [0, 1] (losses for ``cgc_loss``, ``ssim`` in [-1, 1]), never NaN: a metric that scored nothing gets no
+        row (a warning says why).
 
     Raises:
         UnknownMetricError: an unknown metric name.
@@ -880,11 +900,17 @@ def _aggregate(
     rows: list[dict[str, Any]] = []
 
     def emit(method: str, spec: MetricSpec, key: str, value: float | None, std: float | None, n: int) -> None:
-        skipped = skips.get((spec.name, method), {})
+        skipped = dict(skips.get((spec.name, method), {}))
+        zero_maps = skipped.get("zero_map") if spec.name in _ZERO_MAP_METRICS else None
+        if zero_maps is not None and cfg.paired:
+            del skipped["zero_map"]  # scored (as misses), not skipped
         if value is None or n == 0:
             logger.warning("%s (%s): no image was scored (skipped: %s); no result row", key, method or "-", skipped)
             return
-        rows.append(_row(meta, method, key, value, std, n, skipped))
+        row = _row(meta, method, key, value, std, n, skipped)
+        if zero_maps is not None:
+            row.update(paired=cfg.paired, zero_maps=zero_maps)
+        rows.append(row)
 
     for spec in specs:
         key = spec.keys[0]

@@ -12,10 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROW_KEYS", "SCHEMA_VERSION", "markdown_table", "write_json", "write_markdown"]
+__all__ = ["OPTIONAL_ROW_KEYS", "ROW_KEYS", "SCHEMA_VERSION", "markdown_table", "write_json", "write_markdown"]
 
 SCHEMA_VERSION = 1
 ROW_KEYS = ("model", "tag", "dataset", "split", "method", "metric", "value", "std", "n", "skipped")
+# written when a row has them: the map metrics' paired mode and all-zero map count (EvalConfig.paired)
+OPTIONAL_ROW_KEYS = ("paired", "zero_maps")
 
 
 def _check_rows(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -41,7 +43,8 @@ def write_json(
     _check_rows(rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "results": [{k: r[k] for k in ROW_KEYS} for r in rows]}
+    results = [{k: r[k] for k in ROW_KEYS + OPTIONAL_ROW_KEYS if k in r} for r in rows]
+    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "results": results}
     if config is not None:
         doc["config"] = dict(config)
     path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
@@ -64,12 +67,15 @@ def _weight_tag(row: Mapping[str, Any]) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows as a GitHub markdown table (one line per row; skipped counts as ``reason: count``)."""
+    """The rows as a GitHub markdown table (one line per row; skipped counts as ``reason: count``, and for the map
+    metrics of a paired evaluation the all-zero maps scored as misses)."""
     _check_rows(rows)
     head = ["model", "tag", "dataset", "split", "method", "metric", "value", "std", "n", "skipped"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         skipped = ", ".join(f"{k}: {v}" for k, v in (r["skipped"] or {}).items() if v) or "0"
+        if r.get("paired"):
+            skipped += f"; all-zero maps scored as misses: {r['zero_maps']}"
         cells = [_fmt(r[k]) for k in head[:-1]] + [skipped]
         cells[1] = _weight_tag(r)
         lines.append("| " + " | ".join(cells) + " |")

@@ -170,6 +170,10 @@ _WEIGHTS = [
     # Ours: Fashion-MNIST scenes at 128 px (recipes/fashion_scenes.py); GC starts from the CE model
     make_weights("alexnet_ce", "fashion_scenes", num_params=57044810, papers=("gc",), input_size=(3, 128, 128)),
     make_weights(
+        "alexnet_ce", "fashion_scenes_control", num_params=57044810, papers=("gc",), input_size=(3, 128, 128),
+        objective_args={"finetune": True, "init": "alexnet_ce.fashion_scenes"},
+    ),
+    make_weights(
         "alexnet_gc", "fashion_scenes", num_params=57044810, papers=("gc",), input_size=(3, 128, 128),
         objective_args={"lam": 25.0, "finetune": True, "init": "alexnet_ce.fashion_scenes"},
     ),

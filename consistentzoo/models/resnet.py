@@ -27,6 +27,9 @@ from .zoo import (
 _BLOCKS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 
 
+_TIMM_CHANNELS = (64, 128, 256, 512)  # timm's ResNet stage widths
+
+
 class ZooResNet(ResNet):
     """timm ResNet that keeps its global pooling when the classifier is reset.
 
@@ -43,6 +46,7 @@ class ZooResNet(ResNet):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         super().__init__(**kwargs)
         self.stem = stem
+        self.stage_channels = [int(c) for c in kwargs.get("channels", _TIMM_CHANNELS)]
         if stem == "cifar":
             dd = {"device": self.conv1.weight.device, "dtype": self.conv1.weight.dtype}
             self.conv1 = nn.Conv2d(self.conv1.in_channels, self.conv1.out_channels, 3, 1, 1, bias=False, **dd)
@@ -58,8 +62,12 @@ class ZooResNet(ResNet):
 
     @property
     def zoo_model_args(self) -> dict[str, Any]:
-        """Architecture arguments a saved config must carry beyond timm's own (the stem when not ImageNet's)."""
-        return {} if self.stem == "imagenet" else {"stem": self.stem}
+        """Architecture arguments a saved config must carry (the stem when not ImageNet's, the stages' channels when
+        not timm's default)."""
+        args: dict[str, Any] = {} if self.stem == "imagenet" else {"stem": self.stem}
+        if tuple(self.stage_channels) != _TIMM_CHANNELS:
+            args["channels"] = list(self.stage_channels)
+        return args
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier, as timm's ResNet does.
@@ -103,15 +111,24 @@ _FT50 = {"finetune": True, "init": "resnet50_ce.in1k"}
 _SEMI = {"finetune": True, "init": "swav_resnet50", "label_fraction": 0.01}
 _SSIM = {"alpha": 0.1, "beta": 1e-5, "p": 1}
 _CIFAR = {"model_args": {"stem": "cifar"}, "input_size": (3, 32, 32)}
-_FS = {"input_size": (3, 128, 128)}
-_FS_INIT = {"finetune": True, "init": "resnet18_ce.fashion_scenes"}
-_FS_GC = {"lam": 25.0, **_FS_INIT}
-_FS_CGC = {"lam": 1.0, "tau": 0.5, **_FS_INIT}
-# seed-0 weights committed as fp16 by `python recipes/fashion_scenes.py --full --publish` (it prints the sha256)
+# Fashion-MNIST scenes (recipes/fashion_scenes.py): ResNet-18 at half width, 128 px. Two settings: shortcut-free
+# (dataset tag fashion_scenes, training context 0.1) and spurious-context (fashion_scenes_spurious, 0.9); every
+# consistency model is fine-tuned from its setting's CE start beside a CE-only control (..._control).
+_FS = {"input_size": (3, 128, 128), "model_args": {"channels": (32, 64, 128, 256)}}
+_FS_PARAMS = 2817546
+_FS_SSIM = {"alpha": 0.1, "beta": 1e-5, "p": 1}
+
+
+def _fs_init(start: str) -> dict[str, Any]:
+    return {"finetune": True, "init": start}
+
+
+# seed-0 shortcut-free weights committed as fp16 by `python recipes/fashion_scenes.py --full --publish` (it prints
+# the sha256)
 _FS_SHA256 = {
-    "resnet18_ce": "61672315f4924499322bdf04e61dee6375e514d618eba33ff4504e467caa4a61",
-    "resnet18_gc": "63b6eb79be60a7d6534b784c6b2597560ab4a40208185721edc8a25f13f0fd36",
-    "resnet18_cgc": "6dc5795873b0c796f003070fb8bb87b3921eca0e88136e016aeb70094958b983",
+    "resnet18_ce": "0412e2b7ea8cb5217a4063ffd0a0390ff1d66e2bb6da29214fc259c9024eb0f5",
+    "resnet18_gc": "ffda3f9865bb1ee426115a5520c7b1925c705896b0bae720d47a66860588d499",
+    "resnet18_cgc": "ab21732397ea15a36e31be630b592d5d373eb78460f352f804ee3e3f8f05583c",
 }
 
 
@@ -182,31 +199,53 @@ _WEIGHTS = [
         "resnet18_guided", "cifar100", num_params=11220132, papers=("guided",),
         objective_args={"lam": 7.5e-3, "error": "cosine"}, **_CIFAR,
     ),
-    # Ours: Fashion-MNIST scenes (recipes/fashion_scenes.py), 128 px, trained on 2 CPU cores. The consistency models
-    # start from the CE model of the same pooling, as the papers do for COCO and the fine-grained sets.
+    # Ours: Fashion-MNIST scenes (recipes/fashion_scenes.py), trained on 2 CPU cores. Shortcut-free setting:
     make_weights(
-        "resnet18_ce", "fashion_scenes", num_params=11181642, papers=_BOTH, **_FS, **_committed("resnet18_ce")
+        "resnet18_ce", "fashion_scenes", num_params=_FS_PARAMS, papers=_BOTH, **_FS, **_committed("resnet18_ce")
     ),
     make_weights(
-        "resnet18_gc", "fashion_scenes", num_params=11181642, papers=_GC, objective_args=_FS_GC, **_FS,
-        **_committed("resnet18_gc"),
+        "resnet18_ce", "fashion_scenes_control", num_params=_FS_PARAMS, papers=_BOTH,
+        objective_args=_fs_init("resnet18_ce.fashion_scenes"), **_FS,
     ),
     make_weights(
-        "resnet18_cgc", "fashion_scenes", num_params=11181642, papers=_CGC, objective_args=_FS_CGC, **_FS,
+        "resnet18_gc", "fashion_scenes", num_params=_FS_PARAMS, papers=_GC,
+        objective_args={"lam": 25.0, **_fs_init("resnet18_ce.fashion_scenes")}, **_FS, **_committed("resnet18_gc"),
+    ),
+    make_weights(
+        "resnet18_cgc", "fashion_scenes", num_params=_FS_PARAMS, papers=_CGC,
+        objective_args={"lam": 1.0, "tau": 0.5, **_fs_init("resnet18_ce.fashion_scenes")}, **_FS,
         **_committed("resnet18_cgc"),
     ),
     make_weights(
-        "resnet18_ssim", "fashion_scenes", num_params=11181642, papers=("ssim",),
-        objective_args={**_SSIM, **_FS_INIT}, **_FS,
+        "resnet18_ssim", "fashion_scenes", num_params=_FS_PARAMS, papers=("ssim",),
+        objective_args={**_FS_SSIM, **_fs_init("resnet18_ce.fashion_scenes")}, **_FS,
     ),
     make_weights(
-        "resnet18_guided", "fashion_scenes", num_params=11181642, papers=("guided",),
-        objective_args={"lam": 7.5e-3, "error": "cosine", **_FS_INIT}, **_FS,
+        "resnet18_guided", "fashion_scenes", num_params=_FS_PARAMS, papers=("guided",),
+        objective_args={"lam": 7.5e-3, "error": "cosine", **_fs_init("resnet18_ce.fashion_scenes")}, **_FS,
     ),
-    make_weights("resnet18_gmp_ce", "fashion_scenes", num_params=11181642, papers=_GC, **_FS),
+    make_weights("resnet18_gmp_ce", "fashion_scenes", num_params=_FS_PARAMS, papers=_GC, **_FS),
     make_weights(
-        "resnet18_gmp_gc", "fashion_scenes", num_params=11181642, papers=_GC,
-        objective_args={**_FS_GC, "init": "resnet18_gmp_ce.fashion_scenes"}, **_FS,
+        "resnet18_gmp_ce", "fashion_scenes_control", num_params=_FS_PARAMS, papers=_GC,
+        objective_args=_fs_init("resnet18_gmp_ce.fashion_scenes"), **_FS,
+    ),
+    make_weights(
+        "resnet18_gmp_gc", "fashion_scenes", num_params=_FS_PARAMS, papers=_GC,
+        objective_args={"lam": 25.0, **_fs_init("resnet18_gmp_ce.fashion_scenes")}, **_FS,
+    ),
+    # spurious-context setting (the GC paper's "hand holding the fish" stress test)
+    make_weights("resnet18_ce", "fashion_scenes_spurious", num_params=_FS_PARAMS, papers=_BOTH, **_FS),
+    make_weights(
+        "resnet18_ce", "fashion_scenes_spurious_control", num_params=_FS_PARAMS, papers=_BOTH,
+        objective_args=_fs_init("resnet18_ce.fashion_scenes_spurious"), **_FS,
+    ),
+    make_weights(
+        "resnet18_gc", "fashion_scenes_spurious", num_params=_FS_PARAMS, papers=_GC,
+        objective_args={"lam": 25.0, **_fs_init("resnet18_ce.fashion_scenes_spurious")}, **_FS,
+    ),
+    make_weights(
+        "resnet18_cgc", "fashion_scenes_spurious", num_params=_FS_PARAMS, papers=_CGC,
+        objective_args={"lam": 1.0, "tau": 0.5, **_fs_init("resnet18_ce.fashion_scenes_spurious")}, **_FS,
     ),
 ]  # fmt: skip
 

@@ -29,7 +29,10 @@ DATASET_TAGS: dict[str, tuple[str, int]] = {
     "flowers102": ("flowers102", 102),
     "caltech101": ("caltech101", 101),
     "cifar100": ("cifar100", 100),
-    "fashion_scenes": ("fashion_scenes", 10),
+    "fashion_scenes": ("fashion_scenes", 10),  # shortcut-free: training context 0.1 (recipes/fashion_scenes.py)
+    "fashion_scenes_control": ("fashion_scenes", 10),  # its CE-only controls
+    "fashion_scenes_spurious": ("fashion_scenes", 10),  # spurious-context: training context 0.9
+    "fashion_scenes_spurious_control": ("fashion_scenes", 10),
 }
 
 COCO_CATEGORIES = (
@@ -59,7 +62,9 @@ def label_names(dataset_tag: str) -> tuple[str, ...] | None:
     """Class names of a dataset tag where they are known offline, else None (taken from the data at training)."""
     if dataset_tag.startswith("in1k"):
         return _imagenet_labels()
-    return {"coco": COCO_CATEGORIES, "fashion_scenes": FASHION_MNIST_CLASSES}.get(dataset_tag)
+    if DATASET_TAGS.get(dataset_tag, ("",))[0] == "fashion_scenes":
+        return FASHION_MNIST_CLASSES
+    return {"coco": COCO_CATEGORIES}.get(dataset_tag)
 
 
 # architecture -> the class that builds it (filled by the family modules); a saved config's model_args are checked

@@ -42,7 +42,7 @@ from .errors import (
 )
 from .fullgrad import FullGrad, full_gradients
 from .gradients import Gradient, GuidedBackprop, guided_gradients, input_gradients, reduce_channels
-from .overlay import overlay, save_figure, save_overlay
+from .overlay import overlay, save_figure, save_grid, save_overlay
 from .perturbation import AblationCAM, ScoreCAM
 from .postprocess import normalize_minmax, normalize_sum, upsample
 
@@ -151,6 +151,7 @@ __all__ = [
     "reduce_channels",
     "resolve_layer",
     "save_figure",
+    "save_grid",
     "save_overlay",
     "tap_layer",
     "upsample",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,6 +91,14 @@ def save_overlay(
     return path
 
 
+def _colorbar(fig: Any, ax: Any, colormap: str, fraction: float, pad: float) -> None:
+    """The colour bar of min-max scaled maps: 0 = a map's minimum, 1 = its peak."""
+    import matplotlib
+
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=matplotlib.colormaps[colormap])
+    fig.colorbar(scale, ax=ax, fraction=fraction, pad=pad, label="saliency (0 = map minimum, 1 = map peak)")
+
+
 def save_figure(
     path: str | Path,
     image: Image.Image | np.ndarray | Tensor,
@@ -110,7 +120,6 @@ def save_figure(
     Returns:
         The path.
     """
-    import matplotlib
     from matplotlib.figure import Figure
 
     blended = overlay(image, saliency_map, alpha, colormap)
@@ -122,7 +131,58 @@ def save_figure(
     ax.imshow(np.asarray(blended))
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=matplotlib.colormaps[colormap])
-    fig.colorbar(scale, ax=ax, fraction=0.046, pad=0.03, label="saliency (0 = map minimum, 1 = map peak)")
+    _colorbar(fig, ax, colormap, fraction=0.046, pad=0.03)
     fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
+def save_grid(
+    path: str | Path,
+    panels: Sequence[Sequence[tuple[Image.Image | np.ndarray | Tensor, Tensor | None, str]]],
+    title: str,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+) -> Path:
+    """A grid of titled panels, each an image with (or without) its map drawn over it, and one shared colour bar.
+
+    Every map is min-max scaled on its own (:func:`overlay`), so the colour bar reads the same for all panels:
+    0 = that map's minimum, 1 = its peak. An all-zero map shows the colormap's lowest colour everywhere.
+
+    Args:
+        path: output PNG (parent folders created).
+        panels: rows of ``(image, map or None, panel title)``; rows may differ in length.
+        title: the figure's title (what is shown: the setting, the split, which class each map explains).
+        alpha: heatmap opacity in ``[0, 1]``.
+        colormap: a matplotlib colormap name.
+
+    Returns:
+        The path.
+
+    Raises:
+        ValueError: no panel.
+        InvalidMapsError: a map that :func:`overlay` refuses.
+    """
+    from matplotlib.figure import Figure
+
+    if not panels or not any(panels):
+        raise ValueError("save_grid needs at least one panel")
+    rows, cols = len(panels), max(len(r) for r in panels)
+    lines = max(t.count("\n") + 1 for r in panels for _, _, t in r)
+    fig = Figure(figsize=(2.3 * cols + 0.9, (2.3 + 0.16 * lines) * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            ax = axes[i][j]
+            ax.set_axis_off()
+            if j >= len(row):
+                continue
+            image, saliency_map, text = row[j]
+            shown = _to_pil(image) if saliency_map is None else overlay(image, saliency_map, alpha, colormap)
+            ax.imshow(np.asarray(shown))
+            ax.set_title(text, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    _colorbar(fig, axes, colormap, fraction=0.02, pad=0.01)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
     return path

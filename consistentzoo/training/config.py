@@ -54,7 +54,9 @@ class ModelConfig:
         num_classes: classifier outputs.
         kwargs: extra timm model arguments (``global_pool: max``, ``stem: cifar``).
         init: starting weights: ``null`` (from scratch), a zoo weight tag (``resnet50_ce.in1k``) or a folder
-            written by a recipe / ``save_pretrained``.
+            written by a recipe / ``save_pretrained``; the model takes the architecture arguments recorded with
+            them (e.g. the half-width ``channels`` of the Fashion-scenes tags; ``kwargs`` override them, the zoo
+            name keeps its pooling).
         reset_head: with ``init``, keep a fresh classifier when the class counts differ (fine-tuning).
         freeze_bn: BatchNorm layers stay in eval mode while training (running statistics frozen): a per-sample
             model, for small per-device batches in fine-tuning.

@@ -278,15 +278,18 @@ def build_model(cfg: TrainingConfig) -> nn.Module:
     m = cfg.model
     if m.init is not None and Path(m.init).is_dir():
         return create_model(m.name, pretrained=m.init, num_classes=m.num_classes, reset_head=m.reset_head, **m.kwargs)
-    model = create_model(m.name, num_classes=m.num_classes, **m.kwargs)
-    if m.init is not None:
-        # why load by hand: the starting tag (resnet50_ce.in1k) belongs to another zoo name than the model trained
-        try:
-            rec = get_weights(m.init)
-            path = resolve_weights_file(rec)
-        except (UnknownModelError, WeightsUnavailableError) as e:
-            raise ConfigError(f"config key 'model.init' = {m.init!r}: {e} {init_choices(m.name)}") from e
-        load_into(model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head)
+    if m.init is None:
+        return create_model(m.name, num_classes=m.num_classes, **m.kwargs)
+    # why load by hand: the starting tag (resnet50_ce.in1k) belongs to another zoo name than the model trained
+    try:
+        rec = get_weights(m.init)
+        path = resolve_weights_file(rec)
+    except (UnknownModelError, WeightsUnavailableError) as e:
+        raise ConfigError(f"config key 'model.init' = {m.init!r}: {e} {init_choices(m.name)}") from e
+    # the tag's architecture arguments (a width, a stem) come with its weights; the zoo name keeps its own pooling
+    inherited = {k: v for k, v in rec.model_args.items() if k != "global_pool"}
+    model = create_model(m.name, num_classes=m.num_classes, **{**inherited, **m.kwargs})
+    load_into(model, load_state_dict(path, rec.expected_sha256), source=m.init, reset_head=m.reset_head)
     return model
 
 
