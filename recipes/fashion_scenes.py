@@ -416,9 +416,8 @@ def sweep_markdown(table: list[dict]) -> str:
         vals = [seed0.get((label, split, m)) for m in metrics]
         if all(v is None for v in vals):
             continue
-        lines.append(
-            f"| {label.split(' ')[0]} | {lam:g} | " + " | ".join("" if v is None else f"{v:.3f}" for v in vals) + " |"
-        )
+        name = "CE-only control" if label == _C else label.split(" ")[0]
+        lines.append(f"| {name} | {lam:g} | " + " | ".join("" if v is None else f"{v:.3f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -500,6 +499,8 @@ def sweep_figure(path: Path, table: list[dict]) -> Path | None:
             if control[metric] is not None:
                 ax.axhline(control[metric], color=ax.lines[-1].get_color(), lw=0.8, ls=":")
         ax.set_xscale("log")
+        ax.set_xticks(lams, [f"{lam:g}" for lam in lams])
+        ax.minorticks_off()
         ax.set_xlabel("λ (weight of the consistency term)")
         ax.set_ylabel(f"value on {split} (paired)")
         ax.set_title(f"{zoo.split('_')[1].upper()}: dotted = CE-only control, same steps")
