@@ -852,7 +852,8 @@ def evaluate(
     names = {"loc": "pg/spg/ch", "faith": "insertion/deletion/ad/ai/ag", "cls": "accuracy", "cgc": "cgc loss"}
     desc = " ".join(str(p) for p in ("evaluate", model_name, split) if p)
     total = sum(len(chunks[k]) for k in mine) * len(stages)
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not (cfg.progress and main))
+    # one step per image and metric family (pg/spg/ch, insertion/deletion, ...): the bar counts images x families
+    bar = tqdm(total=total, unit="img×family", desc=desc, disable=not (cfg.progress and main))
     with eval_mode(model), bar:
         for chunk_id, samples in zip(mine, loader, strict=True):
 
