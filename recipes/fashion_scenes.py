@@ -529,11 +529,16 @@ def publish(folder: Path, zoo: str) -> str:
 
 
 def write_cards(
-    runs: Sequence[Run], out: Path, cards: Path, tests: dict[str, datasets.Dataset], table: list[dict], command: str
+    runs: Sequence[Run],
+    out: Path,
+    cards: Path,
+    tests: dict[str, datasets.Dataset],
+    table: list[dict],
+    measured: list[dict],
+    command: str,
 ) -> None:
     """One card per seed-0 tag: its seed-0 metrics, the comparison over seeds with its CE start and its control
-    (with the paper effects measured on it), and a figure of the three on the same scenes."""
-    measured = effects(table)
+    (with the paper effects measured on it, ``measured`` from :func:`effects`), and a figure of the three."""
     for run in runs:
         if run.seed != 0 or run.lam is not None:
             continue
@@ -577,7 +582,7 @@ def reading(table: list[dict]) -> str:
     return f"Reading: CGC against its CE-only control (same start, same steps), {SF} {split} scenes: {parts} ({scope})."
 
 
-def results_markdown(runs: Sequence[Run], table: list[dict]) -> str:
+def results_markdown(runs: Sequence[Run], table: list[dict], measured: list[dict]) -> str:
     """Per setting the side-by-side table, then the effects against the controls, the verdict per paper, the sweep."""
     sections = []
     for setting in SETTINGS:
@@ -585,7 +590,6 @@ def results_markdown(runs: Sequence[Run], table: list[dict]) -> str:
         if models:
             head = f"### {setting} (training context {SETTINGS[setting].context})\n\n"
             sections.append(head + markdown(table, setting, models))
-    measured = effects(table)
     text = "\n".join(sections) + "\n### Effects against the CE-only control\n\n" + effects_markdown(measured)
     text += "\n### Verdict per paper\n\n" + paper_verdicts_markdown(paper_verdicts(measured))
     if any(r.lam is not None for r in runs):
@@ -620,7 +624,8 @@ def main(args: argparse.Namespace) -> None:
 
     with stage("figures and cards", timings):
         table = summarise(results)
-        text = results_markdown(runs, table)
+        measured = effects(table)  # once: the table, the cards and results.json read it
+        text = results_markdown(runs, table, measured)
         (out / "results.md").write_text(text)
         if any(r.lam is not None for r in runs):
             sweep_figure(out / "lambda_sweep.png", table)
@@ -631,13 +636,13 @@ def main(args: argparse.Namespace) -> None:
         title = f"{SF} setting, {split} scenes (in distribution), seed 0: {METHOD} map of each model's predicted class"
         overlay_grid(out / "gradcam_overlays.png", cols, tests[split], title)
         command = "python recipes/fashion_scenes.py" + {"full": " --full", "smoke": " --smoke", "quick": ""}[mode]
-        write_cards(runs, out, cards, tests, table, command)
+        write_cards(runs, out, cards, tests, table, measured, command)
     summary = {
         "mode": mode,
         "eval_samples": size.eval_samples,
         "rows": table,
-        "effects": effects(table),
-        "paper_verdicts": paper_verdicts(effects(table)),
+        "effects": measured,
+        "paper_verdicts": paper_verdicts(measured),
         "timings": timings,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
